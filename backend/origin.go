@@ -4,7 +4,8 @@
 // # Contract
 //
 // An Origin is handle based, like NFSv3. A Handle is an opaque byte string
-// of at most MaxHandleBytes that names one object at the origin. Handles are
+// of at most MaxHandleBytes that names one object at the origin (an NFS
+// origin's handles are at most 64 bytes; a local origin's carry a path). Handles are
 // kept by callers (in meta) across restarts, so an implementation must make
 // them stable for as long as the object exists. An implementation that
 // cannot (a local directory, whose handles carry a path) returns an error
@@ -37,9 +38,9 @@ import (
 	"time"
 )
 
-// MaxHandleBytes is the largest Handle an origin may issue (NFSv3's
-// NFS3_FHSIZE).
-const MaxHandleBytes = 64
+// MaxHandleBytes is the largest Handle an origin may issue. Origin handles
+// are stored in meta, never sent to clients, so they may exceed NFSv3's 64.
+const MaxHandleBytes = 4096 + 64
 
 // Handle names one object at an origin. It is opaque to callers.
 type Handle []byte
