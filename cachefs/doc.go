@@ -1,0 +1,45 @@
+// Package cachefs is the file system nfsserver serves: inode-based
+// operations on NodeIDs, mapped through meta to objects of each export's
+// backend.Origin.
+//
+// Today it passes data and metadata through to the origin. The data cache
+// and write-back of later issues plug in at the seams in read.go
+// (readData) and write.go (writeData, commitData); nothing else fetches or
+// stores file data.
+//
+// # Invariants
+//
+//   - A NodeID is served only if its export is configured and its inode
+//     exists in meta with that export and generation; otherwise ErrStale.
+//   - Attr.FileID is the nascache inode number; Attr.FSID is derived from
+//     the export id, so it is distinct per export and stable.
+//   - ".." of an export root is the root: no lookup leaves an export, and
+//     origins never see "." or "..".
+//   - Permission checks are made here, from mode bits and AUTH_SYS
+//     credentials (perm.go), before anything reaches the origin, because a
+//     local origin runs as root and checks nothing.
+//   - An origin handle that went stale (a local origin's path moved,
+//     through nascache or behind its back) is re-resolved from the parent
+//     chain in meta (parent handle + Lookup of the recorded name, same
+//     FileID required), meta is updated, and the call is retried once.
+//   - Removing the last name of an object forgets its inode, so its
+//     NodeIDs turn stale; inode numbers are never reused.
+//
+// # Directory listings
+//
+// ReadDir serves snapshots: on cookie 0, or a verifier no longer cached,
+// the directory is read from the origin once, sorted by name, all entries
+// mapped to inodes in batched meta transactions, and kept in a bounded
+// cache under a new verifier. Cookie i+1 resumes after entry i, so paging
+// through n entries costs O(n), and an evicted snapshot is rebuilt and
+// continued by position instead of failing the listing. Every snapshot
+// starts with "." and ".." (cookies 1 and 2).
+//
+// # Concurrency
+//
+// All methods are safe for concurrent use. FS starts no goroutines. The
+// inode cache and the listing cache each have one mutex guarding their
+// maps, never held across a call to meta or an origin, and never held
+// together, so there is no lock order to keep. meta serialises its own
+// writers; two callers mapping the same object agree on its inode.
+package cachefs

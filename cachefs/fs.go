@@ -1,0 +1,289 @@
+package cachefs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nascache/nascache/backend"
+	"github.com/nascache/nascache/meta"
+	"github.com/rs/zerolog"
+)
+
+// maxHealDepth bounds how far up the parent chain a stale handle is
+// re-resolved (a deeper tree is healed by later calls, level by level).
+const maxHealDepth = 256
+
+// FS is the file system nfsserver serves. All methods are safe for
+// concurrent use.
+type FS struct {
+	db       *meta.DB
+	log      zerolog.Logger
+	exports  map[uint16]*export
+	inodes   *inodeCache
+	listings *listingCache
+}
+
+// export is one served export.
+type export struct {
+	id     uint16
+	path   string
+	origin backend.Origin
+	fsid   uint64
+}
+
+// New returns an FS serving cfg.Exports with inode records in db. It
+// starts nothing; the caller keeps ownership of db and of the origins.
+func New(cfg Config, db *meta.DB, logger zerolog.Logger) (*FS, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if db == nil {
+		return nil, fmt.Errorf("cachefs: no meta db: %w", ErrInvalid)
+	}
+	cfg.ensureDefaults()
+	fs := &FS{
+		db:       db,
+		log:      logger,
+		exports:  make(map[uint16]*export, len(cfg.Exports)),
+		inodes:   newInodeCache(cfg.InodeCacheEntries),
+		listings: newListingCache(cfg.ListingCacheSnapshots, cfg.ListingCacheEntries, uint64(time.Now().UnixNano())),
+	}
+	for _, e := range cfg.Exports {
+		fs.exports[e.ID] = &export{id: e.ID, path: e.Path, origin: e.Origin, fsid: fsidOf(e.ID)}
+	}
+	return fs, nil
+}
+
+// fsidOf derives the FSID clients see for an export: distinct per export,
+// stable across restarts, and never that of another NFS export of this
+// server. "nc" in the top bytes keeps it clear of small numbers a kernel
+// may treat specially.
+func fsidOf(id uint16) uint64 { return 0x6e63<<48 | uint64(id) }
+
+// Close drops the in-memory caches. It does not close the origins or the
+// meta db, which the caller owns. No call may follow.
+func (fs *FS) Close() error {
+	fs.inodes.clear()
+	fs.listings.clear()
+	return nil
+}
+
+// String formats a NodeID for errors and logs.
+func (n NodeID) String() string { return fmt.Sprintf("%d:%d:%d", n.Export, n.Ino, n.Gen) }
+
+// node is a NodeID resolved against meta.
+type node struct {
+	ex *export
+	in meta.Inode
+}
+
+func (n node) id() NodeID { return NodeID{Export: n.ex.id, Ino: n.in.Ino, Gen: n.in.Gen} }
+
+// inode returns the record of ino, from the cache or meta.
+func (fs *FS) inode(ino uint64) (meta.Inode, error) {
+	if in, ok := fs.inodes.get(ino); ok {
+		return in, nil
+	}
+	in, err := fs.db.Get(ino)
+	if err != nil {
+		return meta.Inode{}, metaErr(err)
+	}
+	fs.inodes.put(in)
+	return in, nil
+}
+
+// metaErr classes a meta error: a missing record is a stale node,
+// anything else (corruption, I/O) is an I/O error for the client.
+func metaErr(err error) error {
+	if errors.Is(err, meta.ErrNotFound) {
+		return fmt.Errorf("%w: %w", ErrStale, err)
+	}
+	return fmt.Errorf("%w: %w", ErrIO, err)
+}
+
+// resolve validates n: its export is served, its inode exists, belongs to
+// that export and has that generation.
+func (fs *FS) resolve(n NodeID) (node, error) {
+	ex := fs.exports[n.Export]
+	if ex == nil {
+		return node{}, fmt.Errorf("export %d not served: %w", n.Export, ErrStale)
+	}
+	in, err := fs.inode(n.Ino)
+	if err != nil {
+		return node{}, err
+	}
+	if in.Export != n.Export || in.Gen != n.Gen {
+		return node{}, fmt.Errorf("inode %d is %d:%d: %w", n.Ino, in.Export, in.Gen, ErrStale)
+	}
+	return node{ex: ex, in: in}, nil
+}
+
+// attr turns origin attributes of n's object into served ones.
+func (ex *export) attr(ino uint64, a backend.Attr) Attr {
+	return Attr{
+		Type: a.Type, Mode: a.Mode & 0o7777, Nlink: a.Nlink, UID: a.UID, GID: a.GID,
+		SizeBytes: a.SizeBytes, UsedBytes: a.UsedBytes, RdevMajor: a.RdevMajor, RdevMinor: a.RdevMinor,
+		FSID: ex.fsid, FileID: ino, Atime: a.Atime, Mtime: a.Mtime, Ctime: a.Ctime,
+	}
+}
+
+func preAttr(a backend.Attr) *PreAttr {
+	return &PreAttr{SizeBytes: a.SizeBytes, Mtime: a.Mtime, Ctime: a.Ctime}
+}
+
+// call runs fn with the origin handles of nodes. When the origin says a
+// handle is stale (a local origin's path moved), the stale nodes are
+// re-resolved from their parent chain in meta and fn is retried once.
+// fn receives the handles in the order of nodes.
+func (fs *FS) call(ctx context.Context, cred Cred, nodes []*node, fn func(hs []backend.Handle) error) error {
+	hs := make([]backend.Handle, len(nodes))
+	for i, n := range nodes {
+		hs[i] = n.in.Handle
+	}
+	err := fn(hs)
+	if !errors.Is(err, backend.ErrStale) {
+		return err
+	}
+	healed := false
+	for i, n := range nodes {
+		if _, gerr := n.ex.origin.GetAttr(ctx, cred, n.in.Handle); !errors.Is(gerr, backend.ErrStale) {
+			continue
+		}
+		in, herr := fs.heal(ctx, cred, n.ex, n.in, 0)
+		if herr != nil {
+			return fmt.Errorf("%w: %w", ErrStale, herr)
+		}
+		n.in, hs[i], healed = in, in.Handle, true
+	}
+	if !healed {
+		return fmt.Errorf("%w: %w", ErrStale, err)
+	}
+	if err := fn(hs); err != nil {
+		if errors.Is(err, backend.ErrStale) {
+			return fmt.Errorf("%w: %w", ErrStale, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// heal re-resolves the origin handle of in through its parent: the
+// parent's handle (healed first if it is stale too) and a Lookup of the
+// recorded name, which must find the same FileID. meta is updated.
+func (fs *FS) heal(ctx context.Context, cred Cred, ex *export, in meta.Inode, depth int) (meta.Inode, error) {
+	if depth > maxHealDepth {
+		return meta.Inode{}, fmt.Errorf("heal inode %d: parent chain deeper than %d", in.Ino, maxHealDepth)
+	}
+	if in.Parent == 0 {
+		h, a, err := ex.origin.Root(ctx)
+		if err != nil {
+			return meta.Inode{}, fmt.Errorf("heal root inode %d: %w", in.Ino, err)
+		}
+		out, err := fs.db.Root(ex.id, h, a.FileID)
+		if err != nil {
+			return meta.Inode{}, fmt.Errorf("heal root inode %d: %w", in.Ino, metaErr(err))
+		}
+		fs.inodes.put(out)
+		return out, nil
+	}
+	parent, err := fs.inode(in.Parent)
+	if err != nil {
+		return meta.Inode{}, fmt.Errorf("heal inode %d: parent %d: %w", in.Ino, in.Parent, err)
+	}
+	h, a, err := ex.origin.Lookup(ctx, cred, parent.Handle, in.Name)
+	if errors.Is(err, backend.ErrStale) {
+		if parent, err = fs.heal(ctx, cred, ex, parent, depth+1); err != nil {
+			return meta.Inode{}, err
+		}
+		h, a, err = ex.origin.Lookup(ctx, cred, parent.Handle, in.Name)
+	}
+	if err != nil {
+		return meta.Inode{}, fmt.Errorf("heal inode %d (%q in %d): %w", in.Ino, in.Name, in.Parent, err)
+	}
+	if a.FileID != in.FileID {
+		return meta.Inode{}, fmt.Errorf("heal inode %d: %q in %d is now fileid %d, was %d", in.Ino, in.Name, in.Parent, a.FileID, in.FileID)
+	}
+	out, err := fs.db.Relocate(in.Ino, in.Parent, in.Name, h)
+	if err != nil {
+		return meta.Inode{}, fmt.Errorf("heal inode %d: %w", in.Ino, metaErr(err))
+	}
+	fs.inodes.put(out)
+	fs.log.Debug().Uint64("ino", in.Ino).Str("name", in.Name).Msg("re-resolved stale origin handle")
+	return out, nil
+}
+
+// getattr asks the origin for n's attributes (healing a stale handle).
+func (fs *FS) getattr(ctx context.Context, cred Cred, n *node) (backend.Attr, error) {
+	var a backend.Attr
+	err := fs.call(ctx, cred, []*node{n}, func(hs []backend.Handle) error {
+		var err error
+		a, err = n.ex.origin.GetAttr(ctx, cred, hs[0])
+		return err
+	})
+	return a, err
+}
+
+// mapEntry maps an object found under name in dir to its inode.
+func (fs *FS) mapEntry(dir *node, name string, h backend.Handle, a backend.Attr) (meta.Inode, error) {
+	ins, err := fs.db.Map(dir.ex.id, []meta.Entry{{Parent: dir.in.Ino, Name: name, Type: a.Type, FileID: a.FileID, Handle: h}})
+	if err != nil {
+		return meta.Inode{}, metaErr(err)
+	}
+	fs.inodes.put(ins[0])
+	return ins[0], nil
+}
+
+// forget drops the inode of an object that no longer exists at the
+// origin (its last link was removed), so its handles turn stale.
+func (fs *FS) forget(ex *export, a backend.Attr) error {
+	in, err := fs.db.ByFileID(ex.id, a.FileID)
+	if errors.Is(err, meta.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return metaErr(err)
+	}
+	if err := fs.db.Forget(in.Ino); err != nil {
+		return metaErr(err)
+	}
+	fs.inodes.drop(in.Ino)
+	return nil
+}
+
+// checkName validates a name a client sends, as NFS would.
+func checkName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("empty name: %w", ErrInvalid)
+	case strings.ContainsAny(name, "/\x00"):
+		return fmt.Errorf("name %q contains / or NUL: %w", name, ErrInvalid)
+	case len(name) > 255:
+		return fmt.Errorf("name of %d bytes: %w", len(name), ErrNameTooLong)
+	}
+	return nil
+}
+
+// checkNewName validates the name of an object to be made or moved.
+func checkNewName(name string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	if name == "." || name == ".." {
+		return fmt.Errorf("name %q: %w", name, ErrExist)
+	}
+	return nil
+}
+
+// checkOldName validates the name of an object to be removed or moved.
+func checkOldName(name string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	if name == "." || name == ".." {
+		return fmt.Errorf("name %q: %w", name, ErrInvalid)
+	}
+	return nil
+}

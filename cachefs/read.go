@@ -1,0 +1,66 @@
+package cachefs
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nascache/nascache/backend"
+)
+
+// The read path. Today it reads through to the origin; the chunk cache
+// (a later issue) plugs in at readData, which is the only place file data
+// is fetched.
+
+// maxReadBytes bounds one READ (FSINFO advertises 1 MiB; a larger count
+// is clipped, as RFC 1813 allows).
+const maxReadBytes = 1 << 20
+
+// Read reads up to count bytes of n from off.
+func (fs *FS) Read(ctx context.Context, cred Cred, id NodeID, off uint64, count uint32) (ReadResult, error) {
+	res, err := fs.read(ctx, cred, id, off, count)
+	if err != nil {
+		return ReadResult{}, fmt.Errorf("read %s at %d+%d: %w", id, off, count, err)
+	}
+	return res, nil
+}
+
+func (fs *FS) read(ctx context.Context, cred Cred, id NodeID, off uint64, count uint32) (ReadResult, error) {
+	n, err := fs.resolve(id)
+	if err != nil {
+		return ReadResult{}, err
+	}
+	a, err := fs.getattr(ctx, cred, &n)
+	if err != nil {
+		return ReadResult{}, err
+	}
+	if a.Type != backend.TypeRegular {
+		if a.Type == backend.TypeDirectory {
+			return ReadResult{}, ErrIsDir
+		}
+		return ReadResult{}, fmt.Errorf("read of a %s: %w", a.Type, ErrInvalid)
+	}
+	if err := checkRead(cred, a); err != nil {
+		return ReadResult{}, err
+	}
+	data, eof, err := fs.readData(ctx, cred, &n, off, min(count, maxReadBytes))
+	if err != nil {
+		return ReadResult{}, err
+	}
+	return ReadResult{Data: data, EOF: eof, Attr: n.ex.attr(n.in.Ino, a)}, nil
+}
+
+// readData fetches file data: the seam where the chunk cache goes.
+func (fs *FS) readData(ctx context.Context, cred Cred, n *node, off uint64, count uint32) ([]byte, bool, error) {
+	buf := make([]byte, count)
+	var k int
+	var eof bool
+	err := fs.call(ctx, cred, []*node{n}, func(hs []backend.Handle) error {
+		var err error
+		k, eof, err = n.ex.origin.Read(ctx, cred, hs[0], buf, off)
+		return err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return buf[:k], eof, nil
+}

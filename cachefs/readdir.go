@@ -1,0 +1,192 @@
+package cachefs
+
+import (
+	"container/list"
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/nascache/nascache/backend"
+	"github.com/nascache/nascache/meta"
+)
+
+// Directory listings are served from snapshots: on cookie 0 (or a
+// verifier no longer cached) the whole directory is read from the origin
+// once, sorted by name, every entry mapped to its inode in batched meta
+// transactions, and kept under a fresh verifier. Entry i (0-based) of a
+// snapshot has cookie i+1, so a client resumes by position and paging
+// through n entries costs O(n) in total. "." and ".." are the first two
+// entries of every snapshot.
+
+// listing is one snapshot of a directory.
+type listing struct {
+	verifier uint64
+	dir      uint64 // inode of the directory listed
+	entries  []DirEntry
+	elem     *list.Element
+}
+
+// listingCache keeps recent snapshots, bounded by count and by the total
+// number of entries.
+type listingCache struct {
+	maxSnapshots int
+	maxEntries   int
+
+	mu         sync.Mutex // guards everything below
+	nextVerf   uint64
+	byVerf     map[uint64]*listing
+	lru        *list.List // of *listing, most recent at the front
+	numEntries int
+}
+
+func newListingCache(maxSnapshots, maxEntries int, seed uint64) *listingCache {
+	return &listingCache{
+		maxSnapshots: maxSnapshots, maxEntries: maxEntries,
+		nextVerf: seed, byVerf: make(map[uint64]*listing), lru: list.New(),
+	}
+}
+
+func (c *listingCache) get(verf, dir uint64) *listing {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.byVerf[verf]
+	if l == nil || l.dir != dir {
+		return nil
+	}
+	c.lru.MoveToFront(l.elem)
+	return l
+}
+
+// add stores l under a new, non-zero verifier that no earlier snapshot of
+// this process had. The seed (the start time) keeps verifiers of
+// different runs apart.
+func (c *listingCache) add(l *listing) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nextVerf++
+	if c.nextVerf == 0 {
+		c.nextVerf++
+	}
+	l.verifier = c.nextVerf
+	l.elem = c.lru.PushFront(l)
+	c.byVerf[l.verifier] = l
+	c.numEntries += len(l.entries)
+	for c.lru.Len() > 1 && (c.lru.Len() > c.maxSnapshots || c.numEntries > c.maxEntries) {
+		old := c.lru.Remove(c.lru.Back()).(*listing)
+		delete(c.byVerf, old.verifier)
+		c.numEntries -= len(old.entries)
+	}
+}
+
+func (c *listingCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.byVerf = make(map[uint64]*listing)
+	c.lru.Init()
+	c.numEntries = 0
+}
+
+// ReadDir lists dir from cookie (0 = start), calling fn for each entry in
+// order until fn returns false or the listing ends. See the FS contract
+// in nfsserver. A verifier that is no longer cached is not an error: the
+// listing is rebuilt and continued by position.
+func (fs *FS) ReadDir(ctx context.Context, cred Cred, dirID NodeID, cookie, verifier uint64, fn func(DirEntry) bool) (ReadDirResult, error) {
+	res, err := fs.readDir(ctx, cred, dirID, cookie, verifier, fn)
+	if err != nil {
+		// res carries the directory's attributes when they are known.
+		return res, fmt.Errorf("readdir %s from cookie %d: %w", dirID, cookie, err)
+	}
+	return res, nil
+}
+
+func (fs *FS) readDir(ctx context.Context, cred Cred, dirID NodeID, cookie, verifier uint64, fn func(DirEntry) bool) (ReadDirResult, error) {
+	dir, err := fs.resolve(dirID)
+	if err != nil {
+		return ReadDirResult{}, err
+	}
+	da, err := fs.getattr(ctx, cred, &dir)
+	if err != nil {
+		return ReadDirResult{}, err
+	}
+	res := ReadDirResult{DirAttr: dir.ex.attr(dir.in.Ino, da)}
+	if da.Type != backend.TypeDirectory {
+		return res, ErrNotDir
+	}
+	if err := checkPerm(cred, da, permRead, "list directory"); err != nil {
+		return res, err
+	}
+	var l *listing
+	if cookie != 0 {
+		l = fs.listings.get(verifier, dir.in.Ino)
+	}
+	if l == nil {
+		if l, err = fs.snapshot(ctx, cred, &dir, da); err != nil {
+			return res, err
+		}
+		fs.listings.add(l)
+	}
+	res.Verifier = l.verifier
+	if cookie > uint64(len(l.entries)) {
+		res.EOF = true
+		return res, nil
+	}
+	for _, e := range l.entries[cookie:] {
+		if !fn(e) {
+			return res, nil
+		}
+	}
+	res.EOF = true
+	return res, nil
+}
+
+// snapshot reads the whole of dir and maps every entry to its inode.
+func (fs *FS) snapshot(ctx context.Context, cred Cred, dir *node, da backend.Attr) (*listing, error) {
+	var ents []backend.DirEntry
+	err := fs.call(ctx, cred, []*node{dir}, func(hs []backend.Handle) error {
+		ents = ents[:0]
+		return dir.ex.origin.ReadDir(ctx, cred, hs[0], func(e backend.DirEntry) bool {
+			ents = append(ents, e)
+			return true
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(ents, func(i, j int) bool { return ents[i].Name < ents[j].Name })
+	me := make([]meta.Entry, len(ents))
+	for i, e := range ents {
+		me[i] = meta.Entry{Parent: dir.in.Ino, Name: e.Name, Type: e.Attr.Type, FileID: e.Attr.FileID, Handle: e.Handle}
+	}
+	ins, err := fs.db.Map(dir.ex.id, me)
+	if err != nil {
+		return nil, metaErr(err)
+	}
+	// "." and ".." first; ".." of an export root is the root itself.
+	parent, pa := dir.in, da
+	if dir.in.Parent != 0 {
+		p, err := fs.inode(dir.in.Parent)
+		if err != nil {
+			return nil, fmt.Errorf("parent %d: %w", dir.in.Parent, err)
+		}
+		pn := node{ex: dir.ex, in: p}
+		if pa, err = fs.getattr(ctx, cred, &pn); err != nil {
+			return nil, fmt.Errorf("parent %d: %w", dir.in.Parent, err)
+		}
+		parent = pn.in
+	}
+	out := make([]DirEntry, 0, len(ents)+2)
+	out = append(out,
+		DirEntry{Name: ".", Cookie: 1, Node: node{ex: dir.ex, in: dir.in}.id(), Attr: dir.ex.attr(dir.in.Ino, da)},
+		DirEntry{Name: "..", Cookie: 2, Node: node{ex: dir.ex, in: parent}.id(), Attr: dir.ex.attr(parent.Ino, pa)},
+	)
+	for i, e := range ents {
+		in := ins[i]
+		out = append(out, DirEntry{
+			Name: e.Name, Cookie: uint64(len(out) + 1),
+			Node: NodeID{Export: dir.ex.id, Ino: in.Ino, Gen: in.Gen},
+			Attr: dir.ex.attr(in.Ino, e.Attr),
+		})
+	}
+	return &listing{dir: dir.in.Ino, entries: out}, nil
+}

@@ -1,0 +1,50 @@
+// Package meta is nascache's metadata database, on go.etcd.io/bbolt. It is
+// the only package that opens the database file.
+//
+// It holds the handle MAC key, the export ids and the inode table: every
+// object nascache serves gets a 64-bit inode number from a persistent
+// counter (never reused, even after Forget) and a random, non-zero 32-bit
+// generation, kept with the export id, type, parent inode, name, origin
+// handle and origin FileID. The index (export, origin FileID) -> inode
+// makes every name of one origin object (hard links) map to one inode.
+//
+// # Invariants
+//
+//   - Every value is a record: kind, version, payload, CRC32C. A record
+//     that fails its check is reported as ErrCorrupt and never used.
+//   - The counter and the records it numbers change in one transaction,
+//     so a crash never hands an inode number out twice.
+//   - Every write is a bbolt transaction (fsynced unless Options.NoSync),
+//     so a crash leaves the database as of the last commit.
+//   - Values read in a transaction are copied before it ends.
+//
+// # Concurrency
+//
+// All methods are safe for concurrent use. Readers (Get, and Map of known
+// entries) run in parallel in read transactions; writers are serialised by
+// bbolt. Map re-checks inside its write transaction, so two callers mapping
+// the same object agree on its inode.
+//
+// # On-disk format
+//
+//	bucket "config"
+//	  "schema"     -> record(kindSchema,   u64 schema version = 1)
+//	  "handlekey"  -> record(kindHandleKey, 32 random bytes)
+//	  "nextino"    -> record(kindCounter,  u64 next inode number, from 1)
+//	  "nextexport" -> record(kindCounter,  u64 next export id, from 1)
+//	bucket "exports"  export path         -> record(kindExportID, u64 id)
+//	bucket "roots"    u16 export id (BE)  -> record(kindIndex, u64 ino)
+//	bucket "fileids"  u16 export | u64 origin FileID (BE) -> record(kindIndex, u64 ino)
+//	bucket "inodes"   u64 ino (BE)        -> record(kindInode, inode payload)
+//
+//	record:  +------+-----+------------------+----------------------+
+//	         | kind | ver | payload          | CRC32C(kind|ver|payload) |
+//	         | u8   | u8  |                  | u32 BE               |
+//	         +------+-----+------------------+----------------------+
+//
+//	inode payload (version 1), integers big endian:
+//	  +-----+--------+------+--------+--------+---------+------+-----------+--------+
+//	  | gen | export | type | parent | fileid | namelen | name | handlelen | handle |
+//	  | u32 | u16    | u8   | u64    | u64    | u16     |      | u16       |        |
+//	  +-----+--------+------+--------+--------+---------+------+-----------+--------+
+package meta
