@@ -1,0 +1,176 @@
+package chunkstore
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+)
+
+const mib = 1 << 20
+
+func benchStore(b *testing.B, capacity int64, sync SyncPolicy) *Store {
+	cfg := DefaultConfig()
+	cfg.Dir = b.TempDir()
+	cfg.CapacityBytes = capacity
+	cfg.MaxChunkBytes = 4 * mib
+	cfg.Sync = sync
+	return openStore(b, cfg)
+}
+
+// BenchmarkPut1MiB: steady-state fill of 1 MiB chunks into a full store
+// (every Put evicts one chunk).
+func BenchmarkPut1MiB(b *testing.B) {
+	for _, sync := range []SyncPolicy{SyncNone, SyncData} {
+		b.Run("sync="+sync.String(), func(b *testing.B) {
+			s := benchStore(b, 64*mib, sync)
+			data := payload(testKey(1, 0), mib)
+			ctx := context.Background()
+			b.SetBytes(mib)
+			b.ReportAllocs()
+			i := uint64(0)
+			for b.Loop() {
+				if err := s.Put(ctx, testKey(1, i), data); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}
+
+// BenchmarkGet1MiB: hits of 1 MiB chunks (from the page cache) into a
+// reused buffer, checksum included.
+func BenchmarkGet1MiB(b *testing.B) {
+	s, keys := filledStore(b, 32)
+	ctx := context.Background()
+	buf := make([]byte, 0, mib)
+	b.SetBytes(mib)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := s.Get(ctx, keys[i%len(keys)], buf[:0]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// BenchmarkGet1MiBParallel: the same with GOMAXPROCS readers.
+func BenchmarkGet1MiBParallel(b *testing.B) {
+	s, keys := filledStore(b, 32)
+	ctx := context.Background()
+	b.SetBytes(mib)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		buf := make([]byte, 0, mib)
+		i := 0
+		for pb.Next() {
+			if _, err := s.Get(ctx, keys[i%len(keys)], buf[:0]); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
+}
+
+// BenchmarkReadAt128KiB: a 128 KiB read from a 1 MiB chunk (the whole
+// chunk is read and verified, then the range copied).
+func BenchmarkReadAt128KiB(b *testing.B) {
+	s, keys := filledStore(b, 32)
+	ctx := context.Background()
+	p := make([]byte, 128<<10)
+	b.SetBytes(int64(len(p)))
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := s.ReadAt(ctx, keys[i%len(keys)], p, 256<<10); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+func filledStore(b *testing.B, n int) (*Store, []Key) {
+	s := benchStore(b, int64(n+1)*(mib+4096), SyncNone)
+	keys := make([]Key, n)
+	for i := range keys {
+		keys[i] = testKey(2, uint64(i))
+		mustPut(b, s, keys[i], payload(keys[i], mib))
+	}
+	return s, keys
+}
+
+// BenchmarkOpen measures the index rebuild of Open for a store of many
+// chunks (200,000 by default; CHUNKSTORE_BENCH_CHUNKS overrides). The
+// files are made directly, not through Put, to keep the set-up short;
+// their data is tiny since Open does not read it.
+func BenchmarkOpen(b *testing.B) {
+	n := 200000
+	if v := os.Getenv("CHUNKSTORE_BENCH_CHUNKS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, verify := range []bool{false, true} {
+		b.Run(fmt.Sprintf("chunks=%d/verify=%v", n, verify), func(b *testing.B) {
+			cfg := DefaultConfig()
+			cfg.Dir = b.TempDir()
+			cfg.CapacityBytes = int64(n) * 4096
+			cfg.VerifyHeadersOnOpen = verify
+			s, err := Open(cfg, zerolog.Nop())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				b.Fatal(err)
+			}
+			for f := range fanoutDirs {
+				if err := os.Mkdir(filepath.Join(cfg.Dir, chunksDir, fanoutName(f)), 0o700); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for i := range n {
+				k := testKey(uint64(i/16), uint64(i%16))
+				p := filepath.Join(cfg.Dir, k.relPath())
+				if err := os.WriteFile(p, chunkFile(k, []byte{byte(i)}), 0o600); err != nil {
+					b.Fatal(err)
+				}
+			}
+			// CPU time is reported besides wall time: on a shared machine it
+			// is the figure that does not depend on the neighbours' load.
+			cpuBefore := cpuTime(b)
+			b.ResetTimer()
+			for b.Loop() {
+				s, err := Open(cfg, zerolog.Nop())
+				if err != nil {
+					b.Fatal(err)
+				}
+				if st := s.Stats(); st.Chunks != n {
+					b.Fatalf("opened %d chunks, want %d", st.Chunks, n)
+				}
+				if err := s.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64((cpuTime(b)-cpuBefore).Milliseconds())/float64(b.N), "cpu-ms/op")
+		})
+	}
+}
+
+// cpuTime is the user + system CPU time of the process so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -1,0 +1,129 @@
+// Package chunkstore keeps file data in chunks on local disk (SSD) under one
+// directory, bounded by a capacity, with scan-resistant eviction, checksums
+// verified on every read, crash-consistent writes and a warm restart.
+//
+// It is a leaf: it imports nothing of nascache. cachefs names each chunk by
+// a Key (inode, origin version, chunk index) and decides the chunk size;
+// the store keeps whatever bytes it is given under that key. Because the
+// origin version is part of the key, bytes of an old version of a file can
+// never be served for a new one; old chunks just stop being asked for and
+// are evicted (or dropped at once with RemoveStale).
+//
+// # On disk
+//
+//	Dir/
+//	  FORMAT            "nascache chunkstore 1\n" (written once, last, at creation)
+//	  LOCK              flock(LOCK_EX) held while a Store is open
+//	  tmp/              chunks being written; emptied by Open
+//	  chunks/00 .. ff/  up to 256 fanout directories, made on first use;
+//	                    fanout = (ino XOR index) & 0xff, two lower-case hex digits
+//	    IIIIIIIIIIIIIIII-VVVVVVVVVVVVVVVVVVVVVVVVVVVVVVVV-XXXXXXXXXXXXXXXX
+//	                    inode (16 hex) - version (32 hex) - index (16 hex)
+//
+// A chunk file is a 64-byte header followed by the data. All integers are
+// little-endian:
+//
+//	 0               4       6       8                              16
+//	 +---------------+-------+-------+-------------------------------+
+//	 | magic "NCHK"  |format |hdr len|            inode              |
+//	 |               |  = 1  |  = 64 |           (uint64)            |
+//	 +---------------+-------+-------+-------------------------------+
+//	16                                                              32
+//	 +---------------------------------------------------------------+
+//	 |                     origin version (16 bytes)                 |
+//	 +-------------------------------+---------------+---------------+
+//	32                              40              44              48
+//	 |         chunk index           |  data length  |  data CRC32C  |
+//	 |          (uint64)             |   (uint32)    |   (uint32)    |
+//	 +-------------------------------+---------------+---------------+
+//	48                                              60              64
+//	 |            reserved, must be zero             | header CRC32C |
+//	 |                                               | of bytes 0-59 |
+//	 +-----------------------------------------------+---------------+
+//	64
+//	 |  data (data length bytes)                                     |
+//	 +---------------------------------------------------------------+
+//
+// The header repeats the key, so a file renamed or copied to the wrong name
+// is caught; the file size must equal 64 + data length, so a truncated file
+// is caught even before the data checksum is computed. A header of another
+// format version is treated like damage: the chunk is dropped and
+// refetched, which is all a cache needs for an upgrade.
+//
+// # Capacity
+//
+// Every chunk is charged its file size rounded up to Config.BlockBytes.
+// Put reserves the charge, evicting first, before it creates the temp
+// file, and the charge is released only after the file is unlinked, so the
+// bytes of chunk files on disk (temp files included) never exceed
+// CapacityBytes, even while many Puts run at once. A Put that needs room
+// that other Puts are still writing or unlinking waits for them; if nothing
+// more can be evicted (the rest is pinned), Put fails with ErrNoSpace and
+// the caller serves the data uncached.
+//
+// # Eviction: S3-FIFO
+//
+// The store uses S3-FIFO (Yang et al., "FIFO queues are all you need for
+// cache eviction", SOSP 2023): a small probation FIFO (10% of the capacity
+// by default), a main FIFO, and a ghost FIFO of recently evicted keys.
+// A new chunk enters the small queue (or main, if its key is in the ghost
+// queue). A hit only bumps a 2-bit counter in the entry, atomically, under
+// the read lock: no list is reordered and nothing is written to disk, so
+// hits scale across readers and cost no persistent write. When the small
+// queue is over its share, its oldest chunk leaves: to main if it was read
+// since it came in, else out (its key to the ghost). Otherwise main's
+// oldest chunk leaves unless its counter is non-zero, in which case it is
+// re-queued with the counter decremented.
+//
+// Why S3-FIFO rather than 2Q or ARC: a training epoch is one long scan of
+// a data set that is often larger than the cache, with a hot set (labels,
+// indexes, small shared files, the next epoch's reuse) read again and
+// again. Under S3-FIFO a one-pass scan only ever cycles through the small
+// queue, so the main queue, where the hot set lives, is untouched (the
+// tests check this with a scan of three times the capacity). 2Q gives the
+// same protection but needs an LRU (a list move, so a write lock, on every
+// hit); ARC also moves entries on every hit and adapts its split in ways
+// that a long scan can still push. S3-FIFO needs neither, and its
+// published miss ratios are as good as or better than both on block and
+// web traces.
+//
+// After a restart every chunk starts in the main queue, ordered by file
+// mtime (oldest evicted first), with a zero counter: the restart keeps the
+// cache warm, and the first reads rebuild the counters.
+//
+// # Pinning
+//
+// Pin(ino) takes every chunk of an inode, present and future, out of the
+// eviction queues until Unpin. Pins are held in memory only: whoever owns
+// the list of pinned trees (cachefs, persisted in meta) re-applies them
+// after Open, before serving.
+//
+// # Integrity and crash consistency
+//
+// Get and ReadAt read the header and the whole chunk (one preadv) and check
+// the header checksum, the key, the file size and the data CRC32C before a
+// byte is returned. On any mismatch the chunk is unlinked and ErrCorrupt
+// returned; it is never served. A Put writes a temp file in tmp/, fsyncs it
+// if Config.Sync asks, and renames it into place, so a kill -9 leaves a
+// chunk whole or absent: temp files are deleted by the next Open, and
+// files of a size that cannot be a chunk are deleted by the scan. With
+// SyncNone a power loss may leave a renamed chunk with zeroed or missing
+// blocks; the checksums catch it on first read (or at Open with
+// VerifyHeadersOnOpen, for everything but the data blocks).
+//
+// Open rebuilds the index from one listing per fanout directory and one
+// fstatat per chunk, with up to 8 workers; no database is involved. Measured
+// with BenchmarkOpen on a shared 2-core VM (load average 12): 200,000 chunks
+// in 3.8 s wall; 50,000 in 0.62 s wall for 0.39 s of CPU, so about 1.5 s of
+// CPU for 200,000. VerifyHeadersOnOpen roughly doubles that (one open and
+// one 64-byte read more per chunk).
+//
+// # Concurrency
+//
+// All methods are safe for concurrent use. One RWMutex (Store.mu) guards
+// the index and queues; it is the only lock, and it is never held across
+// file I/O. Get holds the read lock only to find the entry; reads of
+// different chunks, or of the same chunk, run in parallel. The store starts
+// no long-lived goroutines (Open lists the fanout directories with a few
+// workers and waits for them). Close waits for the operations in flight.
+package chunkstore

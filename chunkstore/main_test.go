@@ -1,0 +1,218 @@
+package chunkstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+)
+
+// TestMain fails the run if a goroutine started by a test of this package
+// outlives it (the store starts only the scan workers of Open, and waits
+// for them).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		if leaked := waitGoroutines(); leaked != "" {
+			fmt.Fprintf(os.Stderr, "goroutine leak:\n%s\n", leaked)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// waitGoroutines gives goroutines that are returning a chance to finish
+// (yielding, never sleeping) and reports any that stay.
+func waitGoroutines() string {
+	var leaked []string
+	for range 10000 {
+		leaked = leaked[:0]
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		for i, g := range strings.Split(string(buf), "\n\n") {
+			if i == 0 { // this goroutine
+				continue
+			}
+			if strings.Contains(g, "nascache/chunkstore") {
+				leaked = append(leaked, g)
+			}
+		}
+		if len(leaked) == 0 {
+			return ""
+		}
+		runtime.Gosched()
+	}
+	return strings.Join(leaked, "\n\n")
+}
+
+var v1 = VersionOf([]byte("version 1"))
+
+func testKey(ino, index uint64) Key { return Key{Ino: ino, Version: v1, Index: index} }
+
+// payload is the deterministic content of a test chunk.
+func payload(k Key, n int) []byte {
+	b := make([]byte, n)
+	x := k.hash()
+	for i := range b {
+		if i%8 == 0 {
+			x = mix64(x + uint64(i))
+		}
+		b[i] = byte(x >> (8 * (i % 8)))
+	}
+	return b
+}
+
+// testConfig is a small store: 4 KiB blocks, chunks up to 64 KiB.
+func testConfig(t testing.TB, capacity int64) Config {
+	cfg := DefaultConfig()
+	cfg.Dir = t.TempDir()
+	cfg.CapacityBytes = capacity
+	cfg.MaxChunkBytes = 64 << 10
+	return cfg
+}
+
+func openStore(t testing.TB, cfg Config) *Store {
+	t.Helper()
+	s, err := Open(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+func mustPut(t testing.TB, s *Store, k Key, data []byte) {
+	t.Helper()
+	if err := s.Put(context.Background(), k, data); err != nil {
+		t.Fatalf("Put %v: %v", k, err)
+	}
+}
+
+// mustGetEqual fails unless the chunk under k is exactly want.
+func mustGetEqual(t testing.TB, s *Store, k Key, want []byte) {
+	t.Helper()
+	got, err := s.Get(context.Background(), k, nil)
+	if err != nil {
+		t.Fatalf("Get %v: %v", k, err)
+	}
+	if string(got) != string(want) {
+		t.Fatalf("Get %v: %d bytes differ from the %d put", k, len(got), len(want))
+	}
+}
+
+// diskUsage walks the store directory: the chunk files' total size, their
+// total charge, their count, and the number of temp files.
+type diskUsage struct {
+	sizeBytes, chargedBytes int64
+	chunks, temps           int
+}
+
+func measureDisk(t testing.TB, cfg Config) diskUsage {
+	t.Helper()
+	var u diskUsage
+	for _, sub := range []string{chunksDir, tmpDir} {
+		err := filepath.WalkDir(filepath.Join(cfg.Dir, sub), func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			u.sizeBytes += info.Size()
+			u.chargedBytes += (info.Size() + cfg.BlockBytes - 1) &^ (cfg.BlockBytes - 1)
+			if sub == tmpDir {
+				u.temps++
+			} else {
+				u.chunks++
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("walk %s: %v", sub, err)
+		}
+	}
+	return u
+}
+
+// checkQuiescent compares the store's accounting with the disk when no
+// operation is in flight.
+func checkQuiescent(t testing.TB, s *Store) {
+	t.Helper()
+	if err := s.checkInvariants(); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Stats()
+	u := measureDisk(t, s.cfg)
+	if u.sizeBytes > s.cfg.CapacityBytes || u.chargedBytes > s.cfg.CapacityBytes {
+		t.Fatalf("disk holds %d bytes (%d charged), capacity %d", u.sizeBytes, u.chargedBytes, s.cfg.CapacityBytes)
+	}
+	if u.chargedBytes != st.UsedBytes || u.chunks != st.Chunks || u.temps != 0 {
+		t.Fatalf("disk has %d chunks, %d charged bytes, %d temps; store says %d chunks, %d used bytes",
+			u.chunks, u.chargedBytes, u.temps, st.Chunks, st.UsedBytes)
+	}
+}
+
+// checkInvariants verifies the accounting under the lock; safe to call
+// concurrently with any operation.
+func (s *Store) checkInvariants() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var errs []error
+	if s.usedBytes > s.cfg.CapacityBytes {
+		errs = append(errs, fmt.Errorf("used %d > capacity %d", s.usedBytes, s.cfg.CapacityBytes))
+	}
+	var ready, filling, removing int64
+	for k, e := range s.entries {
+		if e.key != k || s.byIno[k.Ino][k] != e {
+			errs = append(errs, fmt.Errorf("entry %v indexed wrongly", k))
+		}
+		switch e.state {
+		case stateReady:
+			ready += e.charge
+			if e.queue == queueNone {
+				errs = append(errs, fmt.Errorf("ready entry %v in no queue", k))
+			}
+		case stateFilling:
+			filling += e.charge
+		case stateRemoving:
+			removing += e.charge
+		}
+	}
+	if q := s.small.bytes + s.main.bytes + s.pin.bytes; q != ready {
+		errs = append(errs, fmt.Errorf("queues hold %d bytes, ready entries %d", q, ready))
+	}
+	if filling != s.fillingBytes || removing != s.removingBytes {
+		errs = append(errs, fmt.Errorf("filling %d (counter %d), removing %d (counter %d)",
+			filling, s.fillingBytes, removing, s.removingBytes))
+	}
+	if want := ready + s.fillingBytes + s.removingBytes + s.stuckBytes; want != s.usedBytes {
+		errs = append(errs, fmt.Errorf("used %d != ready %d + filling %d + removing %d + stuck %d",
+			s.usedBytes, ready, s.fillingBytes, s.removingBytes, s.stuckBytes))
+	}
+	for _, q := range []*fifo{&s.small, &s.main, &s.pin} {
+		n, b := 0, int64(0)
+		for e := q.head; e != nil; e = e.next {
+			if e.queue != q.id {
+				errs = append(errs, fmt.Errorf("entry %v in queue %d says %d", e.key, q.id, e.queue))
+			}
+			n++
+			b += e.charge
+		}
+		if n != q.len || b != q.bytes {
+			errs = append(errs, fmt.Errorf("queue %d: %d entries / %d bytes, counters %d / %d", q.id, n, b, q.len, q.bytes))
+		}
+	}
+	return errors.Join(errs...)
+}

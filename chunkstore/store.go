@@ -1,0 +1,821 @@
+package chunkstore
+
+// Lock order: Store.mu is the only lock of the package, so there is no
+// order to get wrong. It is never held across file I/O once Open has
+// returned: I/O is done on entries that the lock made exclusive (a chunk
+// being written is in stateFilling, one being unlinked is in
+// stateRemoving), and readers work on immutable files that are replaced
+// only by rename and deleted only by unlink, both of which leave an open
+// descriptor valid.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+)
+
+// entryState is the life cycle of an entry: filling -> ready -> removing,
+// or filling -> removing (removed while it was written), or filling ->
+// gone (the write failed).
+type entryState uint8
+
+const (
+	stateFilling  entryState = iota // space reserved, file being written
+	stateReady                      // file in place, may be read
+	stateRemoving                   // out of the queues, file being unlinked
+)
+
+// entry is the in-memory record of one chunk.
+type entry struct {
+	key    Key
+	size   int64 // file size: header + data
+	charge int64 // size rounded up to the allocation unit
+
+	// freq is the S3-FIFO access counter (0..3). Readers bump it holding
+	// only mu.RLock, so it is atomic; losing a bump to a race is harmless.
+	freq atomic.Int32
+
+	// Guarded by Store.mu.
+	state      entryState
+	queue      queueID
+	prev, next *entry
+	doomed     bool // removed while filling: unlink as soon as written
+
+	// stuck is set by the goroutine that owns a removing entry when its
+	// file could not be unlinked; read under mu when the removal ends.
+	stuck bool
+}
+
+const maxFreq = 3
+
+// touch records a hit.
+func (e *entry) touch() {
+	for {
+		f := e.freq.Load()
+		if f >= maxFreq || e.freq.CompareAndSwap(f, f+1) {
+			return
+		}
+	}
+}
+
+// Store is a directory of checksummed chunk files with a capacity bound and
+// S3-FIFO eviction. All methods are safe for concurrent use.
+type Store struct {
+	cfg Config
+	log zerolog.Logger
+	// hookBeforeRename, if set (tests only), runs after a chunk's temp file
+	// is written and before it is renamed into place.
+	hookBeforeRename func(Key)
+	dir              string
+	tmpPath          string
+	lockFile         *os.File
+	noAtime          atomic.Bool // O_NOATIME still worth trying
+	bufs             sync.Pool   // *[]byte, whole-chunk buffers for partial ReadAt
+	inflight         sync.WaitGroup
+	hits             atomic.Uint64
+	misses           atomic.Uint64
+	puts             atomic.Uint64
+	evictions        atomic.Uint64
+	corrupt          atomic.Uint64
+
+	// mu guards every field below, and the guarded fields of every entry.
+	mu   sync.RWMutex
+	cond *sync.Cond // on &mu (write side); broadcast when removals end or on Close
+	// closed is set by Close; no new operation starts afterwards.
+	closed  bool
+	entries map[Key]*entry
+	byIno   map[uint64]map[Key]*entry
+	pinned  map[uint64]struct{}
+	small   fifo // S3-FIFO probation queue
+	main    fifo // S3-FIFO main queue
+	pin     fifo // pinned chunks: in no eviction queue
+	ghost   *ghost
+	// usedBytes is every byte charged against the capacity: ready chunks,
+	// reservations of chunks being written, chunks being unlinked and
+	// files that could not be unlinked. It never exceeds CapacityBytes.
+	usedBytes     int64
+	fillingBytes  int64
+	removingBytes int64
+	stuckBytes    int64
+	smallTarget   int64
+}
+
+// Stats is a snapshot of the store's counters.
+type Stats struct {
+	CapacityBytes int64
+	// UsedBytes is all that is charged against the capacity, including
+	// chunks being written or removed; never more than CapacityBytes.
+	UsedBytes int64
+	// CachedBytes is what the readable chunks take (charged size).
+	CachedBytes int64
+	PinnedBytes int64
+	Chunks      int
+	SmallChunks int
+	MainChunks  int
+	Hits        uint64
+	Misses      uint64
+	Puts        uint64
+	Evictions   uint64
+	// Corrupt counts chunks dropped because a check failed on read.
+	Corrupt uint64
+}
+
+// Get appends the whole chunk stored under key to dst and returns the
+// extended slice. When cap(dst)-len(dst) is at least the chunk size the
+// data is read straight into dst with no other copy. The checksum is
+// verified first: a damaged chunk is removed and ErrCorrupt returned; a
+// missing one gives ErrNotFound.
+func (s *Store) Get(ctx context.Context, key Key, dst []byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return dst, fmt.Errorf("get chunk %v: %w", key, err)
+	}
+	e, err := s.lookup(key)
+	if err != nil {
+		return dst, fmt.Errorf("get chunk %v: %w", key, err)
+	}
+	defer s.inflight.Done()
+	out, err := s.read(e, dst)
+	if err != nil {
+		return dst, fmt.Errorf("get chunk %v: %w", key, err)
+	}
+	return out, nil
+}
+
+// ReadAt reads len(p) bytes of the chunk under key starting at off, like
+// io.ReaderAt: n < len(p) comes with io.EOF. The whole chunk is verified
+// on every call. A read of the whole chunk into a large enough p costs no
+// extra copy; a partial read goes through a pooled buffer.
+func (s *Store) ReadAt(ctx context.Context, key Key, p []byte, off int64) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("read chunk %v: %w", key, err)
+	}
+	if off < 0 {
+		return 0, fmt.Errorf("read chunk %v at %d: negative offset", key, off)
+	}
+	e, err := s.lookup(key)
+	if err != nil {
+		return 0, fmt.Errorf("read chunk %v: %w", key, err)
+	}
+	defer s.inflight.Done()
+	dataLen := e.size - headerSize
+	if off == 0 && int64(len(p)) >= dataLen {
+		out, err := s.read(e, p[:0])
+		if err != nil {
+			return 0, fmt.Errorf("read chunk %v: %w", key, err)
+		}
+		if len(out) < len(p) {
+			return len(out), io.EOF
+		}
+		return len(out), nil
+	}
+	bp, _ := s.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	defer s.bufs.Put(bp)
+	out, err := s.read(e, (*bp)[:0])
+	*bp = out[:0]
+	if err != nil {
+		return 0, fmt.Errorf("read chunk %v: %w", key, err)
+	}
+	if off >= int64(len(out)) {
+		return 0, io.EOF
+	}
+	n := copy(p, out[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// Contains reports whether a readable chunk is stored under key, without
+// counting a hit or a miss (for read-ahead decisions).
+func (s *Store) Contains(key Key) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e := s.entries[key]
+	return !s.closed && e != nil && e.state == stateReady
+}
+
+// lookup finds a ready entry, records the hit in its frequency and joins
+// the in-flight group; the caller must call s.inflight.Done.
+func (s *Store) lookup(key Key) (*entry, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	e := s.entries[key]
+	if e == nil || e.state != stateReady {
+		s.misses.Add(1)
+		return nil, ErrNotFound
+	}
+	e.touch()
+	s.inflight.Add(1)
+	return e, nil
+}
+
+// read appends e's verified data to dst. On damage it drops the entry.
+func (s *Store) read(e *entry, dst []byte) ([]byte, error) {
+	path := s.path(e.key)
+	fd, err := s.openRead(path)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			// Removed behind our back (or evicted a moment ago).
+			s.misses.Add(1)
+			s.drop(e, false)
+			return dst, ErrNotFound
+		}
+		return dst, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd) //nolint:errcheck // read-only descriptor: close cannot lose data
+	start := len(dst)
+	dataLen := int(e.size - headerSize)
+	dst = slices.Grow(dst, dataLen)[:start+dataLen]
+	var hdr [headerSize]byte
+	got, err := preadFull(fd, hdr[:], dst[start:])
+	if err != nil {
+		return dst[:start], &fs.PathError{Op: "read", Path: path, Err: err}
+	}
+	if err := verify(e, hdr[:], dst[start:], got); err != nil {
+		s.corrupt.Add(1)
+		s.misses.Add(1)
+		s.log.Warn().Str("chunk", e.key.String()).Str("path", path).Err(err).Msg("dropping corrupt chunk")
+		s.drop(e, true)
+		return dst[:start], err
+	}
+	s.hits.Add(1)
+	return dst, nil
+}
+
+// verify checks what preadFull read (got bytes in all) against the entry.
+func verify(e *entry, hdr, data []byte, got int) error {
+	if int64(got) < e.size {
+		return fmt.Errorf("%w: file is %d bytes, want %d", ErrCorrupt, got, e.size)
+	}
+	h, err := decodeHeader(hdr)
+	if err != nil {
+		return err
+	}
+	if err := h.check(e.key, e.size); err != nil {
+		return err
+	}
+	if sum := crc32.Checksum(data, castagnoli); sum != h.dataCRC {
+		return fmt.Errorf("%w: data checksum %08x, header says %08x", ErrCorrupt, sum, h.dataCRC)
+	}
+	return nil
+}
+
+// openRead opens a chunk read-only, with O_NOATIME where the kernel allows
+// it, so that a hit changes nothing on disk.
+func (s *Store) openRead(path string) (int, error) {
+	for {
+		flags := unix.O_RDONLY | unix.O_CLOEXEC
+		noAtime := s.noAtime.Load()
+		if noAtime {
+			flags |= unix.O_NOATIME
+		}
+		fd, err := unix.Open(path, flags, 0)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EPERM && noAtime:
+			s.noAtime.Store(false)
+			continue
+		}
+		return fd, err
+	}
+}
+
+// preadFull reads hdr then data from offset 0 in one preadv when it can,
+// and returns the number of bytes read; a short count means end of file.
+func preadFull(fd int, hdr, data []byte) (int, error) {
+	total := len(hdr) + len(data)
+	n := 0
+	for n < total {
+		var m int
+		var err error
+		switch {
+		case n == 0:
+			m, err = unix.Preadv(fd, [][]byte{hdr, data}, 0)
+		case n < len(hdr):
+			m, err = unix.Pread(fd, hdr[n:], int64(n))
+		default:
+			m, err = unix.Pread(fd, data[n-len(hdr):], int64(n))
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// drop removes a ready entry that a reader found damaged or missing. It
+// does nothing if the entry has already left the ready state.
+func (s *Store) drop(e *entry, unlink bool) {
+	s.mu.Lock()
+	if s.entries[e.key] != e || e.state != stateReady {
+		s.mu.Unlock()
+		return
+	}
+	s.detachLocked(e)
+	s.mu.Unlock()
+	if unlink {
+		s.unlink(e)
+	}
+	s.mu.Lock()
+	s.finishRemoveLocked([]*entry{e}, nil)
+	s.mu.Unlock()
+}
+
+// Put stores data under key. It returns nil without writing when the key is
+// already stored, being stored, or being removed by another caller: chunks
+// are immutable, so the bytes are the same. Put evicts before it writes, so
+// the capacity holds at every moment; when nothing can be evicted it
+// returns ErrNoSpace. While other Puts' chunks being written or unlinked
+// would make room, Put waits for them (a wait bounded by their disk I/O, so
+// it does not watch ctx). data is not retained.
+func (s *Store) Put(ctx context.Context, key Key, data []byte) error {
+	if len(data) > s.cfg.MaxChunkBytes {
+		return fmt.Errorf("put chunk %v: %d bytes: %w", key, len(data), ErrTooLarge)
+	}
+	if err := s.enter(); err != nil {
+		return fmt.Errorf("put chunk %v: %w", key, err)
+	}
+	defer s.inflight.Done()
+	e, err := s.reserve(ctx, key, len(data))
+	if err != nil {
+		return fmt.Errorf("put chunk %v: %w", key, err)
+	}
+	if e == nil {
+		return nil
+	}
+	err = s.write(ctx, key, data)
+	s.commit(e, err == nil)
+	if err != nil {
+		return fmt.Errorf("put chunk %v: %w", key, err)
+	}
+	s.puts.Add(1)
+	return nil
+}
+
+// enter joins the in-flight group unless the store is closed.
+func (s *Store) enter() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.inflight.Add(1)
+	return nil
+}
+
+// reserve charges a new filling entry for key against the capacity,
+// evicting first as needed. It returns nil, nil when key is present.
+func (s *Store) reserve(ctx context.Context, key Key, dataLen int) (*entry, error) {
+	charge := chargeOf(dataLen, s.cfg.BlockBytes)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		if s.closed {
+			return nil, ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if _, ok := s.entries[key]; ok {
+			return nil, nil
+		}
+		free := s.cfg.CapacityBytes - s.usedBytes
+		if free >= charge {
+			e := &entry{key: key, size: int64(headerSize + dataLen), charge: charge, state: stateFilling}
+			s.indexLocked(e)
+			s.usedBytes += charge
+			s.fillingBytes += charge
+			return e, nil
+		}
+		// Bytes other goroutines are unlinking are about to be free:
+		// evict only what they will not cover, then wait for them. Chunks
+		// other goroutines are writing become evictable when written, so
+		// they are worth waiting for too; pinned chunks are not.
+		if need := charge - free - s.removingBytes; need > 0 {
+			victims := s.evictLocked(need)
+			if len(victims) > 0 {
+				s.mu.Unlock()
+				for _, v := range victims {
+					s.unlink(v)
+				}
+				s.mu.Lock()
+				s.finishRemoveLocked(victims, &s.evictions)
+				continue
+			}
+			if s.removingBytes == 0 && s.fillingBytes == 0 {
+				return nil, fmt.Errorf("%w: %d bytes used of %d, %d pinned, %d undeletable",
+					ErrNoSpace, s.usedBytes, s.cfg.CapacityBytes, s.pin.bytes, s.stuckBytes)
+			}
+		}
+		s.cond.Wait()
+	}
+}
+
+// write puts the chunk file in place: temp file, optional fsync, rename.
+func (s *Store) write(ctx context.Context, key Key, data []byte) (err error) {
+	var hdr [headerSize]byte
+	encodeHeader(&hdr, key, data)
+	f, err := os.CreateTemp(s.tmpPath, key.fileName()+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			if rmErr := os.Remove(tmp); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) {
+				err = errors.Join(err, rmErr)
+			}
+		}
+	}()
+	if _, err := f.Write(hdr[:]); err != nil {
+		f.Close() //nolint:errcheck // the write error is the one to report
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close() //nolint:errcheck // the write error is the one to report
+		return err
+	}
+	if s.cfg.Sync >= SyncData {
+		if err := f.Sync(); err != nil {
+			f.Close() //nolint:errcheck // the sync error is the one to report
+			return err
+		}
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	// A cancelled caller makes no further change (the rename is the one
+	// that publishes the chunk).
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.hookBeforeRename != nil {
+		s.hookBeforeRename(key)
+	}
+	final := s.path(key)
+	err = os.Rename(tmp, final)
+	if errors.Is(err, fs.ErrNotExist) {
+		// First chunk of its fanout directory.
+		err = s.makeFanoutDir(filepath.Dir(final))
+		if err == nil {
+			err = os.Rename(tmp, final)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if s.cfg.Sync == SyncFull {
+		if err := syncDir(filepath.Dir(final)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commit ends a fill: the entry becomes readable, or is removed if the
+// write failed or a Remove came in meanwhile.
+func (s *Store) commit(e *entry, written bool) {
+	s.mu.Lock()
+	s.fillingBytes -= e.charge
+	switch {
+	case !written:
+		s.unindexLocked(e)
+		s.usedBytes -= e.charge
+		s.mu.Unlock()
+		s.cond.Broadcast()
+		return
+	case e.doomed:
+		e.state = stateRemoving
+		s.removingBytes += e.charge
+		s.mu.Unlock()
+		s.unlink(e)
+		s.mu.Lock()
+		s.finishRemoveLocked([]*entry{e}, nil)
+		s.mu.Unlock()
+		return
+	}
+	e.state = stateReady
+	switch {
+	case s.isPinnedLocked(e.key.Ino):
+		s.pin.pushFront(e)
+	case s.ghost.contains(e.key.hash()):
+		s.main.pushFront(e)
+	default:
+		s.small.pushFront(e)
+	}
+	s.mu.Unlock()
+	s.cond.Broadcast() // Puts waiting for evictable space
+}
+
+// Remove drops the chunk under key; removing an absent chunk is not an
+// error. After Remove returns, Get of key misses until the next Put.
+func (s *Store) Remove(ctx context.Context, key Key) error {
+	_, err := s.removeWhere(ctx, func(k Key) bool { return k == key }, key.Ino)
+	if err != nil {
+		return fmt.Errorf("remove chunk %v: %w", key, err)
+	}
+	return nil
+}
+
+// RemoveInode drops every chunk of inode ino, of every version, and
+// returns how many it dropped.
+func (s *Store) RemoveInode(ctx context.Context, ino uint64) (int, error) {
+	n, err := s.removeWhere(ctx, func(Key) bool { return true }, ino)
+	if err != nil {
+		return n, fmt.Errorf("remove chunks of inode %d: %w", ino, err)
+	}
+	return n, nil
+}
+
+// RemoveStale drops the chunks of inode ino whose version is not current
+// (called when the origin file changed) and returns how many it dropped.
+func (s *Store) RemoveStale(ctx context.Context, ino uint64, current Version) (int, error) {
+	n, err := s.removeWhere(ctx, func(k Key) bool { return k.Version != current }, ino)
+	if err != nil {
+		return n, fmt.Errorf("remove stale chunks of inode %d: %w", ino, err)
+	}
+	return n, nil
+}
+
+func (s *Store) removeWhere(ctx context.Context, match func(Key) bool, ino uint64) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := s.enter(); err != nil {
+		return 0, err
+	}
+	defer s.inflight.Done()
+	var victims []*entry
+	n := 0
+	s.mu.Lock()
+	for k, e := range s.byIno[ino] {
+		if !match(k) {
+			continue
+		}
+		switch e.state {
+		case stateFilling:
+			e.doomed = true
+			n++
+		case stateReady:
+			s.detachLocked(e)
+			victims = append(victims, e)
+			n++
+		}
+	}
+	s.mu.Unlock()
+	for _, v := range victims {
+		s.unlink(v)
+	}
+	if len(victims) > 0 {
+		s.mu.Lock()
+		s.finishRemoveLocked(victims, nil)
+		s.mu.Unlock()
+	}
+	return n, nil
+}
+
+// Pin protects every chunk of inode ino, present and future, from
+// eviction until Unpin. Pins live in memory: the owner of the pin list
+// (cachefs, from meta) re-applies them after Open. Pinned chunks count
+// against the capacity; Remove still removes them.
+func (s *Store) Pin(ino uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pinned[ino] = struct{}{}
+	for _, e := range s.byIno[ino] {
+		switch e.queue {
+		case queueSmall:
+			s.small.remove(e)
+			s.pin.pushFront(e)
+		case queueMain:
+			s.main.remove(e)
+			s.pin.pushFront(e)
+		}
+	}
+}
+
+// Unpin makes the chunks of inode ino evictable again. They go to the main
+// queue, as chunks someone cared about.
+func (s *Store) Unpin(ino uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.pinned, ino)
+	for _, e := range s.byIno[ino] {
+		if e.queue == queuePinned {
+			s.pin.remove(e)
+			s.main.pushFront(e)
+		}
+	}
+}
+
+func (s *Store) isPinnedLocked(ino uint64) bool {
+	_, ok := s.pinned[ino]
+	return ok
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Store) Stats() Stats {
+	s.mu.RLock()
+	st := Stats{
+		CapacityBytes: s.cfg.CapacityBytes,
+		UsedBytes:     s.usedBytes,
+		CachedBytes:   s.small.bytes + s.main.bytes + s.pin.bytes,
+		PinnedBytes:   s.pin.bytes,
+		Chunks:        s.small.len + s.main.len + s.pin.len,
+		SmallChunks:   s.small.len,
+		MainChunks:    s.main.len,
+	}
+	s.mu.RUnlock()
+	st.Hits = s.hits.Load()
+	st.Misses = s.misses.Load()
+	st.Puts = s.puts.Load()
+	st.Evictions = s.evictions.Load()
+	st.Corrupt = s.corrupt.Load()
+	return st
+}
+
+// Close waits for operations in flight, then releases the directory. Later
+// calls return ErrClosed; Close itself may be called more than once.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.cond.Broadcast()
+	s.inflight.Wait()
+	// Closing the descriptor releases the flock.
+	if err := s.lockFile.Close(); err != nil {
+		return fmt.Errorf("close chunk store %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+// evictLocked takes entries out of the queues, by S3-FIFO, until at least
+// need bytes are chosen or nothing is evictable. The victims are in
+// stateRemoving; the caller unlinks them and calls finishRemoveLocked.
+func (s *Store) evictLocked(need int64) []*entry {
+	var victims []*entry
+	for freed := int64(0); freed < need; {
+		e := s.evictOneLocked()
+		if e == nil {
+			break
+		}
+		e.state = stateRemoving
+		s.removingBytes += e.charge
+		freed += e.charge
+		victims = append(victims, e)
+	}
+	return victims
+}
+
+// evictOneLocked is the S3-FIFO eviction step (Yang et al., SOSP 2023):
+// while the small queue is over its share, its oldest entry leaves, to
+// main if it was read again since it came in, else to the ghost queue and
+// out; otherwise main's oldest entry leaves unless it was read, in which
+// case it goes round again with one read fewer. The returned entry is in
+// no queue.
+func (s *Store) evictOneLocked() *entry {
+	for {
+		if s.small.len > 0 && (s.small.bytes >= s.smallTarget || s.main.len == 0) {
+			e := s.small.tail
+			s.small.remove(e)
+			if e.freq.Load() > 0 {
+				e.freq.Store(0)
+				s.main.pushFront(e)
+				continue
+			}
+			s.ghost.add(e.key.hash())
+			return e
+		}
+		if s.main.len == 0 {
+			return nil
+		}
+		e := s.main.tail
+		s.main.remove(e)
+		if f := e.freq.Load(); f > 0 {
+			e.freq.Store(f - 1)
+			s.main.pushFront(e)
+			continue
+		}
+		return e
+	}
+}
+
+// detachLocked takes a ready entry out of its queue into stateRemoving.
+func (s *Store) detachLocked(e *entry) {
+	switch e.queue {
+	case queueSmall:
+		s.small.remove(e)
+	case queueMain:
+		s.main.remove(e)
+	case queuePinned:
+		s.pin.remove(e)
+	}
+	e.state = stateRemoving
+	s.removingBytes += e.charge
+}
+
+// finishRemoveLocked forgets entries whose files have been unlinked and
+// returns their bytes to the free space; counter, if set, counts them.
+func (s *Store) finishRemoveLocked(victims []*entry, counter *atomic.Uint64) {
+	for _, e := range victims {
+		s.unindexLocked(e)
+		s.removingBytes -= e.charge
+		if e.stuck {
+			// The file is still on disk: keep it charged.
+			s.stuckBytes += e.charge
+		} else {
+			s.usedBytes -= e.charge
+		}
+	}
+	if counter != nil {
+		counter.Add(uint64(len(victims)))
+	}
+	s.cond.Broadcast()
+}
+
+// unlink deletes the file of a removing entry, which the caller owns.
+func (s *Store) unlink(e *entry) {
+	path := s.path(e.key)
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		e.stuck = true
+		s.log.Error().Err(err).Str("chunk", e.key.String()).
+			Msg("cannot delete chunk file; its space stays charged until restart")
+	}
+}
+
+func (s *Store) indexLocked(e *entry) {
+	s.entries[e.key] = e
+	m := s.byIno[e.key.Ino]
+	if m == nil {
+		m = make(map[Key]*entry)
+		s.byIno[e.key.Ino] = m
+	}
+	m[e.key] = e
+}
+
+func (s *Store) unindexLocked(e *entry) {
+	if s.entries[e.key] == e {
+		delete(s.entries, e.key)
+	}
+	if m := s.byIno[e.key.Ino]; m[e.key] == e {
+		delete(m, e.key)
+		if len(m) == 0 {
+			delete(s.byIno, e.key.Ino)
+		}
+	}
+}
+
+func (s *Store) path(k Key) string { return filepath.Join(s.dir, k.relPath()) }
+
+// makeFanoutDir creates a fanout directory (racing Puts may both try).
+func (s *Store) makeFanoutDir(dir string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	if s.cfg.Sync == SyncFull {
+		return syncDir(filepath.Dir(dir))
+	}
+	return nil
+}
+
+// syncDir fsyncs a directory so that a rename in it is durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	if err := d.Sync(); err != nil {
+		d.Close() //nolint:errcheck // the sync error is the one to report
+		return err
+	}
+	return d.Close()
+}
