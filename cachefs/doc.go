@@ -21,7 +21,10 @@
 //   - An origin handle that went stale (a local origin's path moved,
 //     through nascache or behind its back) is re-resolved from the parent
 //     chain in meta (parent handle + Lookup of the recorded name, same
-//     FileID required), meta is updated, and the call is retried once.
+//     FileID required; when that name is gone or names another object,
+//     the parent directory is searched for the FileID, which finds a
+//     surviving hard link in the same directory), meta is updated, and
+//     the call is retried once.
 //   - Removing the last name of an object forgets its inode, so its
 //     NodeIDs turn stale; inode numbers are never reused.
 //
@@ -33,7 +36,10 @@
 // cache under a new verifier. Cookie i+1 resumes after entry i, so paging
 // through n entries costs O(n), and an evicted snapshot is rebuilt and
 // continued by position instead of failing the listing. Every snapshot
-// starts with "." and ".." (cookies 1 and 2).
+// starts with "." and ".." (cookies 1 and 2). Names and cookies come from
+// the snapshot; attributes are the origin's current ones on every page
+// after the one that built it (a client takes READDIRPLUS attributes as
+// its newest, so old ones would roll back what it saw since).
 //
 // # Concurrency
 //

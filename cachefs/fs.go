@@ -200,19 +200,45 @@ func (fs *FS) heal(ctx context.Context, cred Cred, ex *export, in meta.Inode, de
 		}
 		h, a, err = ex.origin.Lookup(ctx, cred, parent.Handle, in.Name)
 	}
+	name := in.Name
+	if (err == nil && a.FileID != in.FileID) || errors.Is(err, backend.ErrNotExist) {
+		// The recorded name is gone or names another object now. The
+		// object may live on under another name in the same directory:
+		// a hard link whose recorded name was removed or renamed over
+		// (REMOVE of one link keeps the inode), or a rename made behind
+		// our back. Links in other directories are not searched.
+		if e, ok, ferr := fs.findByFileID(ctx, cred, ex, parent.Handle, in); ferr == nil && ok {
+			name, h, a, err = e.Name, e.Handle, e.Attr, nil
+		}
+	}
 	if err != nil {
 		return meta.Inode{}, fmt.Errorf("heal inode %d (%q in %d): %w", in.Ino, in.Name, in.Parent, err)
 	}
 	if a.FileID != in.FileID {
 		return meta.Inode{}, fmt.Errorf("heal inode %d: %q in %d is now fileid %d, was %d", in.Ino, in.Name, in.Parent, a.FileID, in.FileID)
 	}
-	out, err := fs.db.Relocate(in.Ino, in.Parent, in.Name, h)
+	out, err := fs.db.Relocate(in.Ino, in.Parent, name, h)
 	if err != nil {
 		return meta.Inode{}, fmt.Errorf("heal inode %d: %w", in.Ino, metaErr(err))
 	}
 	fs.inodes.put(out)
-	fs.log.Debug().Uint64("ino", in.Ino).Str("name", in.Name).Msg("re-resolved stale origin handle")
+	fs.log.Debug().Uint64("ino", in.Ino).Str("name", name).Msg("re-resolved stale origin handle")
 	return out, nil
+}
+
+// findByFileID looks through the directory dir for an entry that is the
+// object of in (same FileID and type).
+func (fs *FS) findByFileID(ctx context.Context, cred Cred, ex *export, dir backend.Handle, in meta.Inode) (backend.DirEntry, bool, error) {
+	var found backend.DirEntry
+	ok := false
+	err := ex.origin.ReadDir(ctx, cred, dir, func(e backend.DirEntry) bool {
+		if e.Attr.FileID == in.FileID && e.Attr.Type == in.Type {
+			found, ok = e, true
+			return false
+		}
+		return true
+	})
+	return found, ok, err
 }
 
 // getattr asks the origin for n's attributes (healing a stale handle).

@@ -143,12 +143,36 @@ func (fs *FS) postDir(ctx context.Context, cred Cred, dir *node, wcc *WCC) {
 func (fs *FS) Create(ctx context.Context, cred Cred, dirID NodeID, name string, args CreateArgs) (NodeID, Attr, WCC, error) {
 	ex := fs.exports[dirID.Export]
 	id, a, wcc, err := fs.make(ctx, cred, dirID, name, args.Attr, func(h backend.Handle) (backend.Handle, backend.Attr, error) {
+		if err := checkCreateTruncate(ctx, cred, ex.origin, h, name, args); err != nil {
+			return nil, backend.Attr{}, err
+		}
 		return ex.origin.Create(ctx, cred, h, name, args)
 	})
 	if err != nil {
 		return NodeID{}, Attr{}, wcc, fmt.Errorf("create %q in %s: %w", name, dirID, err)
 	}
 	return id, a, wcc, nil
+}
+
+// checkCreateTruncate checks an UNCHECKED create that carries a size: on
+// an existing regular file it truncates, which needs write permission on
+// that file (as knfsd checks through nfsd_setattr), not only on the
+// directory. Without it anyone who may write the directory could empty
+// other users' files.
+func checkCreateTruncate(ctx context.Context, cred Cred, o backend.Origin, dir backend.Handle, name string, args CreateArgs) error {
+	if args.Mode != CreateUnchecked || args.Attr.SizeBytes == nil {
+		return nil
+	}
+	_, cur, err := o.Lookup(ctx, cred, dir, name)
+	switch {
+	case errors.Is(err, backend.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case cur.Type != backend.TypeRegular:
+		return nil // the origin refuses with ErrExist
+	}
+	return checkWrite(cred, cur)
 }
 
 // Mkdir makes a directory.
@@ -391,14 +415,30 @@ func (fs *FS) link(ctx context.Context, cred Cred, id NodeID, dirID NodeID, name
 		return Attr{}, wcc, err
 	}
 	var a backend.Attr
+	var newH backend.Handle
 	err = fs.call(ctx, cred, []*node{&n, &dir}, func(hs []backend.Handle) error {
 		var err error
-		a, err = n.ex.origin.Link(ctx, cred, hs[0], hs[1], name)
-		return err
+		if a, err = n.ex.origin.Link(ctx, cred, hs[0], hs[1], name); err != nil {
+			return err
+		}
+		if h, la, lerr := n.ex.origin.Lookup(ctx, cred, hs[1], name); lerr == nil && la.FileID == a.FileID {
+			newH = h
+		}
+		return nil
 	})
 	fs.postDir(ctx, cred, &dir, &wcc)
 	if err != nil {
 		return Attr{}, wcc, err
+	}
+	// Record the object under its new name. The usual next step is to
+	// remove the old one (git objects, maildir delivery, NFS lock files
+	// all link a temporary file into place and unlink it, often across
+	// directories); the inode's origin handle then stays valid. The link
+	// is made either way, so a failure here is only logged.
+	if newH != nil {
+		if _, err := fs.mapEntry(&dir, name, newH, a); err != nil {
+			fs.log.Warn().Err(err).Uint64("ino", n.in.Ino).Str("name", name).Msg("could not record new link")
+		}
 	}
 	return n.ex.attr(n.in.Ino, a), wcc, nil
 }

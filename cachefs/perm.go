@@ -92,12 +92,13 @@ func checkLookup(cred Cred, dir backend.Attr) error {
 
 // checkSticky applies the sticky-bit rule: in a sticky directory only the
 // owner of the entry, the owner of the directory or root may remove or
-// rename it.
+// rename it. Linux refuses with EPERM (may_delete), not EACCES, so the
+// client's rm says "Operation not permitted" as on a local file system.
 func checkSticky(cred Cred, dir, victim backend.Attr) error {
 	if dir.Mode&0o1000 == 0 || cred.UID == 0 || cred.UID == dir.UID || cred.UID == victim.UID {
 		return nil
 	}
-	return fmt.Errorf("sticky directory: uid %d owns neither entry (%d) nor directory (%d): %w", cred.UID, victim.UID, dir.UID, ErrAccess)
+	return fmt.Errorf("sticky directory: uid %d owns neither entry (%d) nor directory (%d): %w", cred.UID, victim.UID, dir.UID, ErrPerm)
 }
 
 // checkRead checks READ: read or execute permission suffices (a client

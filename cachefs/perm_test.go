@@ -95,7 +95,7 @@ func TestSticky(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			err := checkSticky(c.cred, c.dir, c.victim)
-			if (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrAccess)) {
+			if (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrPerm)) {
 				t.Fatalf("checkSticky: %v, want ok=%v", err, c.ok)
 			}
 		})

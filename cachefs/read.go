@@ -42,7 +42,17 @@ func (fs *FS) read(ctx context.Context, cred Cred, id NodeID, off uint64, count 
 	if err := checkRead(cred, a); err != nil {
 		return ReadResult{}, err
 	}
-	data, eof, err := fs.readData(ctx, cred, &n, off, min(count, maxReadBytes))
+	// Ask for no more than the file holds: a 1 MiB READ of a small file
+	// then costs a small buffer, not a zeroed megabyte. Should the file
+	// have grown since, the short read says eof=false and the client
+	// reads on.
+	want := min(count, maxReadBytes)
+	if off >= a.SizeBytes {
+		want = 0
+	} else if rest := a.SizeBytes - off; rest < uint64(want) {
+		want = uint32(rest)
+	}
+	data, eof, err := fs.readData(ctx, cred, &n, off, want)
 	if err != nil {
 		return ReadResult{}, err
 	}

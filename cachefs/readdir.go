@@ -24,7 +24,10 @@ type listing struct {
 	verifier uint64
 	dir      uint64 // inode of the directory listed
 	entries  []DirEntry
-	elem     *list.Element
+	// handles are the origin handles of entries (same index), so that
+	// later pages refresh attributes without a meta lookup each.
+	handles []backend.Handle
+	elem    *list.Element
 }
 
 // listingCache keeps recent snapshots, bounded by count and by the total
@@ -120,7 +123,8 @@ func (fs *FS) readDir(ctx context.Context, cred Cred, dirID NodeID, cookie, veri
 	if cookie != 0 {
 		l = fs.listings.get(verifier, dir.in.Ino)
 	}
-	if l == nil {
+	fresh := l == nil
+	if fresh {
 		if l, err = fs.snapshot(ctx, cred, &dir, da); err != nil {
 			return res, err
 		}
@@ -131,7 +135,17 @@ func (fs *FS) readDir(ctx context.Context, cred Cred, dirID NodeID, cookie, veri
 		res.EOF = true
 		return res, nil
 	}
-	for _, e := range l.entries[cookie:] {
+	for i, e := range l.entries[cookie:] {
+		if !fresh {
+			// The names and cookies of a kept snapshot stay valid, its
+			// attributes do not: a client takes READDIRPLUS attributes
+			// as newer than any it holds, so old ones would roll back
+			// a size or mtime it saw since (a file seemingly shrinking).
+			if err := ctx.Err(); err != nil {
+				return res, err
+			}
+			e.Attr = fs.entryAttr(ctx, cred, dir.ex, e.Node.Ino, l.handles[int(cookie)+i])
+		}
 		if !fn(e) {
 			return res, nil
 		}
@@ -176,6 +190,8 @@ func (fs *FS) snapshot(ctx context.Context, cred Cred, dir *node, da backend.Att
 		parent = pn.in
 	}
 	out := make([]DirEntry, 0, len(ents)+2)
+	hs := make([]backend.Handle, 0, len(ents)+2)
+	hs = append(hs, dir.in.Handle, parent.Handle)
 	out = append(out,
 		DirEntry{Name: ".", Cookie: 1, Node: node{ex: dir.ex, in: dir.in}.id(), Attr: dir.ex.attr(dir.in.Ino, da)},
 		DirEntry{Name: "..", Cookie: 2, Node: node{ex: dir.ex, in: parent}.id(), Attr: dir.ex.attr(parent.Ino, pa)},
@@ -187,6 +203,18 @@ func (fs *FS) snapshot(ctx context.Context, cred Cred, dir *node, da backend.Att
 			Node: NodeID{Export: dir.ex.id, Ino: in.Ino, Gen: in.Gen},
 			Attr: dir.ex.attr(in.Ino, e.Attr),
 		})
+		hs = append(hs, e.Handle)
 	}
-	return &listing{dir: dir.in.Ino, entries: out}, nil
+	return &listing{dir: dir.in.Ino, entries: out, handles: hs}, nil
+}
+
+// entryAttr returns the current attributes of a listed object, or the zero
+// Attr (sent as "no attributes") when they cannot be had: the entry may
+// have gone since the snapshot was taken, which is not the listing's error.
+func (fs *FS) entryAttr(ctx context.Context, cred Cred, ex *export, ino uint64, h backend.Handle) Attr {
+	a, err := ex.origin.GetAttr(ctx, cred, h)
+	if err != nil {
+		return Attr{}
+	}
+	return ex.attr(ino, a)
 }

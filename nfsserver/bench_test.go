@@ -43,3 +43,18 @@ func BenchmarkReadReply(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkGetattrCall is one GETATTR call through the RPC layer (decode,
+// handle check, encode) over the fake FS.
+func BenchmarkGetattrCall(b *testing.B) {
+	h := newTestHandler(b)
+	fs := h.nfsProg.fs.(*fakeFS)
+	root, _, _ := fs.Root(context.Background(), 1)
+	call := callBytes(1, 2, progNFS, 3, 1, authSys(1000, 1000, 4, 5), fhArg(h.nfsProg.handles.encode(root)))
+	peer := mustAddr("127.0.0.1")
+	b.ReportAllocs()
+	for b.Loop() {
+		rp := h.handle(context.Background(), peer, call)
+		h.pool.put(rp.buf)
+	}
+}

@@ -19,10 +19,19 @@
 // at most Config.MaxInFlightPerConn calls of a connection run at once, and
 // a slot is taken before the next record is read, so a flooding client is
 // held back by TCP flow control; each reply goes out in one Write under
-// the connection's write mutex. Records over 1 MiB of WRITE data plus
+// the connection's write mutex. A panic while serving a call (a broken
+// invariant below) is logged with its stack and answered SYSTEM_ERR; the
+// process and the connection live on. Records over 1 MiB of WRITE data plus
 // headers close the connection (the stream cannot be resynchronised).
 // go-xdr reads file names as ASCII only, so the procedures that carry
 // names and the results that return them are coded in names.go.
+//
+// # Write verifier
+//
+// WRITE and COMMIT replies carry one verifier, random per process, so a
+// client re-sends its unstable writes after a restart. It also changes
+// when a WRITE or COMMIT fails at the storage (I/O, space, quota), as
+// knfsd's does: a failed sync may have dropped other unstable data.
 //
 // # Client rules
 //

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/buildbarn/go-xdr/pkg/protocols/nfsv3"
@@ -30,19 +31,47 @@ type nfsProgram struct {
 	handles *handleCodec
 	exports map[uint16]*Export
 	log     zerolog.Logger
-	// writeVerf is the write verifier: random per process, fixed for its
-	// life, so a client learns of a restart and re-sends unstable writes.
-	writeVerf [8]byte
+	// writeVerf is the write verifier (big endian): random per process
+	// and fixed for its life, so that a client learns of a restart and
+	// re-sends its unstable writes. It changes only when a WRITE or
+	// COMMIT fails at the storage (resetWriteVerf).
+	writeVerf atomic.Uint64
 }
 
 var _ nfsv3.NfsProgram = (*nfsProgram)(nil)
 
 func newNFSProgram(fs FS, handles *handleCodec, exports map[uint16]*Export, log zerolog.Logger) (*nfsProgram, error) {
 	p := &nfsProgram{fs: fs, handles: handles, exports: exports, log: log}
-	if _, err := rand.Read(p.writeVerf[:]); err != nil {
+	var v [8]byte
+	if _, err := rand.Read(v[:]); err != nil {
 		return nil, fmt.Errorf("make write verifier: %w", err)
 	}
+	p.writeVerf.Store(binary.BigEndian.Uint64(v[:]))
 	return p, nil
+}
+
+// storageFailed is called with the status of a failed WRITE or COMMIT. A
+// failure of the storage itself (I/O, space, quota) may have dropped
+// dirty data of earlier unstable writes, not only this call's: Linux
+// marks pages clean after a failed writeback, so a later COMMIT could
+// succeed over lost data. The write verifier changes, so every client
+// re-sends the unstable writes it has not seen committed, as knfsd does
+// (commit_reset_write_verifier in fs/nfsd/vfs.c).
+func (p *nfsProgram) storageFailed(op string, st nfsv3.Nfsstat3) {
+	switch st {
+	case nfsv3.NFS3ERR_IO, nfsv3.NFS3ERR_NOSPC, nfsv3.NFS3ERR_DQUOT:
+	default:
+		return
+	}
+	old := p.writeVerf.Load()
+	next := old + 1
+	var v [8]byte
+	if _, err := rand.Read(v[:]); err == nil && binary.BigEndian.Uint64(v[:]) != old {
+		next = binary.BigEndian.Uint64(v[:])
+	}
+	// A concurrent reset that won has done the job.
+	p.writeVerf.CompareAndSwap(old, next)
+	p.log.Warn().Str("op", op).Str("status", statusName(st)).Msg("storage failure: write verifier changed, clients re-send unstable writes")
 }
 
 // target is a checked handle: the node, its export and the caller's
@@ -271,13 +300,15 @@ func (p *nfsProgram) NfsV3Nfsproc3Write(ctx context.Context, a *nfsv3.Write3args
 	}
 	res, err := p.fs.Write(ctx, t.cred, t.node, a.Offset, a.Data[:a.Count], stable)
 	if err != nil {
-		return fail(p.status("WRITE", err), res.WCC)
+		st := p.status("WRITE", err)
+		p.storageFailed("WRITE", st)
+		return fail(st, res.WCC)
 	}
 	return &nfsv3.Write3res_NFS3_OK{Resok: nfsv3.Write3resok{
 		FileWcc:   wccData(res.WCC),
 		Count:     res.Count,
 		Committed: toStableHow(res.Committed),
-		Verf:      p.writeVerf,
+		Verf:      verifierBytes(p.writeVerf.Load()),
 	}}, nil
 }
 
@@ -620,7 +651,9 @@ func (p *nfsProgram) NfsV3Nfsproc3Commit(ctx context.Context, a *nfsv3.Commit3ar
 	}
 	wcc, err := p.fs.Commit(ctx, t.cred, t.node)
 	if err != nil {
-		return &nfsv3.Commit3res_default{Status: p.status("COMMIT", err), Resfail: nfsv3.Commit3resfail{FileWcc: wccData(wcc)}}, nil
+		st := p.status("COMMIT", err)
+		p.storageFailed("COMMIT", st)
+		return &nfsv3.Commit3res_default{Status: st, Resfail: nfsv3.Commit3resfail{FileWcc: wccData(wcc)}}, nil
 	}
-	return &nfsv3.Commit3res_NFS3_OK{Resok: nfsv3.Commit3resok{FileWcc: wccData(wcc), Verf: p.writeVerf}}, nil
+	return &nfsv3.Commit3res_NFS3_OK{Resok: nfsv3.Commit3resok{FileWcc: wccData(wcc), Verf: verifierBytes(p.writeVerf.Load())}}, nil
 }

@@ -17,6 +17,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -270,6 +271,27 @@ func (h *rpcHandler) handle(ctx context.Context, peer netip.Addr, rec []byte) *r
 	return rp
 }
 
+// handleSafely is handle for one call of a connection: a panic (a broken
+// invariant somewhere below) fails that call with SYSTEM_ERR and is
+// logged with its stack, instead of ending the process and with it every
+// client's mount.
+func (h *rpcHandler) handleSafely(ctx context.Context, peer netip.Addr, rec []byte) (rp *reply) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		h.log.Error().Str("peer", peer.String()).Interface("panic", v).Bytes("stack", debug.Stack()).
+			Msg("panic serving an rpc call; replying SYSTEM_ERR")
+		rp = nil
+		if len(rec) >= 4 {
+			rp = &reply{program: "unknown", procedure: "unknown", status: "SYSTEM_ERR"}
+			h.accepted(rp, binary.BigEndian.Uint32(rec), &rpcv2.AcceptedReplyData_default{Stat: rpcv2.SYSTEM_ERR})
+		}
+	}()
+	return h.handle(ctx, peer, rec)
+}
+
 // parseAuthSys decodes an AUTH_SYS credential body (RFC 5531 appendix A):
 // stamp, machinename<255>, uid, gid, gids<16>. It is decoded by hand
 // because go-xdr reads machinename as ASCII only, and a host name is no
@@ -489,7 +511,7 @@ func (s *Server) serveConn(ctx context.Context, c *conn, h *rpcHandler) {
 			defer wg.Done()
 			defer func() { <-slots }()
 			start := time.Now()
-			rp := h.handle(ctx, c.peer, rec.b)
+			rp := h.handleSafely(ctx, c.peer, rec.b)
 			h.pool.put(rec)
 			if rp == nil {
 				return

@@ -36,10 +36,10 @@ func newFDCache(maxOpen int) *fdCache {
 
 // get returns a held entry for key that is writable if write is set, or
 // nil when it has to be opened.
-func (c *fdCache) get(key string, write bool) *fdEntry {
+func (c *fdCache) get(key []byte, write bool) *fdEntry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := c.byKey[key]
+	e := c.byKey[string(key)] // no allocation: the conversion is only for the lookup
 	if e == nil || (write && !e.writable) {
 		return nil
 	}

@@ -78,6 +78,11 @@ func mapErr(err error) error {
 	}
 	var errno syscall.Errno
 	switch {
+	case errors.Is(err, syscall.EBUSY):
+		// A local EBUSY (rmdir or rename of a mount point, a busy
+		// device) does not pass with time; backend.FromErrno would make
+		// it retryable, and a client would retry it for ever.
+		return fmt.Errorf("%w: %w", backend.ErrIO, err)
 	case errors.As(err, &errno):
 		return fmt.Errorf("%w: %w", backend.FromErrno(errno), err)
 	case errors.Is(err, fs.ErrNotExist):
@@ -316,8 +321,7 @@ func (o *Origin) open(ctx context.Context, h backend.Handle, write bool) (*fdEnt
 	default:
 		return nil, object{}, fmt.Errorf("%q is a %s: %w", obj.path, obj.attr.Type, backend.ErrInvalid)
 	}
-	key := string(h)
-	if e := o.fds.get(key, write); e != nil {
+	if e := o.fds.get(h, write); e != nil {
 		return e, obj, nil
 	}
 	f, err := o.root.OpenFile(obj.path, os.O_RDWR|syscall.O_NOFOLLOW, 0)
@@ -335,7 +339,7 @@ func (o *Origin) open(ctx context.Context, h backend.Handle, write bool) (*fdEnt
 		_ = f.Close() // wrong or unusable file: nothing was written
 		return nil, object{}, fmt.Errorf("%q changed while opening: %w", obj.path, backend.ErrStale)
 	}
-	return o.fds.add(key, obj.path, f, writable), obj, nil
+	return o.fds.add(string(h), obj.path, f, writable), obj, nil
 }
 
 // Read implements backend.Origin.
@@ -370,7 +374,7 @@ func (o *Origin) Write(ctx context.Context, _ backend.Cred, h backend.Handle, p 
 		return 0, backend.Attr{}, fmt.Errorf("local write at %d: %w", off, err)
 	}
 	defer o.fds.release(e)
-	if off+uint64(len(p)) > 1<<62 {
+	if off > 1<<62 || uint64(len(p)) > 1<<62-off {
 		return 0, backend.Attr{}, fmt.Errorf("local write %q at %d: %w", obj.path, off, backend.ErrFileTooBig)
 	}
 	if _, err := e.f.WriteAt(p, int64(off)); err != nil {
@@ -431,10 +435,13 @@ func (o *Origin) Commit(ctx context.Context, _ backend.Cred, h backend.Handle) (
 }
 
 // verifierTimes are the atime and mtime an exclusive create stores its
-// verifier in, as knfsd does.
+// verifier in, as knfsd does. Like knfsd, only 31 bits of each half are
+// kept: a file system without 64-bit times (XFS without bigtime, ext4
+// with 128-byte inodes) clamps a later second, so a retry would no
+// longer match and fail with EEXIST.
 func verifierTimes(v [8]byte) (atime, mtime unix.Timespec) {
-	return unix.Timespec{Sec: int64(binary.BigEndian.Uint32(v[0:4]))},
-		unix.Timespec{Sec: int64(binary.BigEndian.Uint32(v[4:8]))}
+	return unix.Timespec{Sec: int64(binary.BigEndian.Uint32(v[0:4]) & 0x7fffffff)},
+		unix.Timespec{Sec: int64(binary.BigEndian.Uint32(v[4:8]) & 0x7fffffff)}
 }
 
 func verifierMatches(a backend.Attr, v [8]byte) bool {
