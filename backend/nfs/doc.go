@@ -27,6 +27,19 @@
 //     UNCHECKED and EXCLUSIVE CREATE). What remains is returned matching
 //     backend.ErrUnavailable, so backend.IsRetryable is true and the
 //     caller can answer its own client with NFS3ERR_JUKEBOX.
+//   - Every call is bounded by Options.CallTimeout (5 s, retries
+//     included), so a server that stalls yields backend.ErrUnavailable
+//     (NFS3ERR_JUKEBOX to nascache's clients, which retry) instead of a
+//     hang; a connection silent for twice that is dropped and re-made.
+//   - Outages: Open (unlike New) returns before the export is mounted and
+//     mounts in the background until it succeeds, so that nascache starts
+//     with its NAS down; calls made before then fail fast with
+//     ErrNotMounted (matching backend.ErrUnavailable). Once mounted, the
+//     Origin logs every change of its connection state ("nfs origin
+//     down" / "nfs origin up"), Up reports it for a gauge, and
+//     Options.OnError sees every failed call for an error counter. Nothing
+//     is re-mounted after an outage: NFSv3 handles outlive a server
+//     restart.
 //   - Status codes become backend sentinels in one place (errors.go,
 //     StatusError keeps the exact nfsstat3).
 //   - UNSTABLE writes: the data of each is kept (Options.UnstableLimitBytes
@@ -47,6 +60,7 @@
 // UNSTABLE bookkeeping's: unstableFile.commitMu (shared by writes to a
 // file, exclusive for its Commit; the only lock held across RPCs), then
 // unstableSet.mu, then unstableFile.mu. New starts the RPC clients'
-// connection goroutines; Close sends UMNT (best effort, 2 s) and stops
-// them all.
+// connection goroutines and the state monitor (Open also the mount loop);
+// Close stops the mount loop and the monitor, sends UMNT (best effort,
+// 2 s) and stops every connection, waiting for all of them.
 package nfs

@@ -19,6 +19,9 @@ var (
 	// ErrMount is returned by New when the server refuses to mount the
 	// export (the MountError says why).
 	ErrMount = errors.New("nfs: mount refused")
+	// ErrNotMounted is returned (matching backend.ErrUnavailable) by
+	// calls to an Origin made by Open before its export is mounted.
+	ErrNotMounted = errors.New("nfs: origin not mounted yet")
 )
 
 // StatusError is an NFSv3 status other than NFS3_OK. It unwraps to the

@@ -39,7 +39,8 @@ type fakeNAS struct {
 	maxWrite    int // a WRITE stores at most this much (short writes)
 	syncWrites  int // FILE_SYNC WRITEs seen
 	calls       map[uint32]int
-	drop        map[uint32]int // per procedure: calls still to answer by dropping the connection
+	drop        map[uint32]int  // per procedure: calls still to answer by dropping the connection
+	stall       map[uint32]bool // per procedure: calls never answered (a hung server)
 }
 
 type pendingWrite struct {
@@ -55,7 +56,13 @@ func newFakeNAS(t *testing.T) *fakeNAS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &fakeNAS{ln: ln, maxWrite: 1 << 30, calls: map[uint32]int{}, drop: map[uint32]int{}}
+	return newFakeNASOn(t, ln)
+}
+
+// newFakeNASOn serves on ln (a server that comes up on a known port).
+func newFakeNASOn(t *testing.T, ln net.Listener) *fakeNAS {
+	t.Helper()
+	s := &fakeNAS{ln: ln, maxWrite: 1 << 30, calls: map[uint32]int{}, drop: map[uint32]int{}, stall: map[uint32]bool{}}
 	s.verf[0] = 1
 	s.wg.Add(1)
 	go func() {
@@ -72,16 +79,21 @@ func newFakeNAS(t *testing.T) *fakeNAS {
 			go func() { defer s.wg.Done(); s.serve(t, nc) }()
 		}
 	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		s.mu.Lock()
-		for _, c := range s.conns {
-			_ = c.Close()
-		}
-		s.mu.Unlock()
-		s.wg.Wait()
-	})
+	t.Cleanup(s.stop)
 	return s
+}
+
+// stop closes the listener and every connection (a server gone away) and
+// waits for the server's goroutines. It may be called more than once.
+func (s *fakeNAS) stop() {
+	_ = s.ln.Close()
+	s.mu.Lock()
+	for _, c := range s.conns {
+		_ = c.Close()
+	}
+	s.conns = nil
+	s.mu.Unlock()
+	s.wg.Wait()
 }
 
 func (s *fakeNAS) url() string {
@@ -151,6 +163,10 @@ func (s *fakeNAS) serve(t *testing.T, nc net.Conn) {
 			s.mu.Unlock()
 			_ = nc.Close() // the call was received; its reply never comes
 			return
+		}
+		if prog == nfsv3.NFS_PROGRAM_PROGRAM_NUMBER && s.stall[proc] {
+			s.mu.Unlock()
+			continue
 		}
 		if prog == pmapProg {
 			if proc == pmapProcGetport {

@@ -25,6 +25,20 @@ type Options struct {
 	// for idempotent procedures, lost connections, before returning an
 	// error matching backend.ErrUnavailable (default 2s; bounded by ctx).
 	RetryFor time.Duration
+	// CallTimeout bounds one call to the server, retries included: a
+	// server that does not answer in time yields an error matching
+	// backend.ErrUnavailable (NFS3ERR_JUKEBOX to nascache's clients, which
+	// retry), well before a kernel NFS client gives up (default 5s;
+	// bounded by ctx).
+	CallTimeout time.Duration
+	// MountRetryMax bounds the wait between mount attempts of an Origin
+	// made by Open, and between reconnects to a server that went away
+	// (default 2s).
+	MountRetryMax time.Duration
+	// OnError, if set, sees every error a call to the server ends with
+	// (after retries) and every failed background mount attempt, with
+	// the operation's name. It must not block (a metrics counter).
+	OnError func(op string, err error)
 	// RetryBackoffMin and RetryBackoffMax bound the waits between those
 	// retries (default 20ms and 500ms).
 	RetryBackoffMin time.Duration
@@ -49,6 +63,8 @@ func DefaultOptions() Options {
 		DialTimeout:        5 * time.Second,
 		MaxIOBytes:         1 << 20,
 		RetryFor:           2 * time.Second,
+		CallTimeout:        5 * time.Second,
+		MountRetryMax:      2 * time.Second,
 		RetryBackoffMin:    20 * time.Millisecond,
 		RetryBackoffMax:    500 * time.Millisecond,
 		UnstableLimitBytes: 64 << 20,
@@ -74,6 +90,12 @@ func (o Options) withDefaults() Options {
 	o.MaxIOBytes = min(max(o.MaxIOBytes, 4096), 4<<20)
 	if o.RetryFor <= 0 {
 		o.RetryFor = d.RetryFor
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = d.CallTimeout
+	}
+	if o.MountRetryMax <= 0 {
+		o.MountRetryMax = d.MountRetryMax
 	}
 	if o.RetryBackoffMin <= 0 {
 		o.RetryBackoffMin = d.RetryBackoffMin

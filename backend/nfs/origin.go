@@ -6,153 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"strconv"
 	"sync"
 	"time"
 
-	"github.com/buildbarn/go-xdr/pkg/protocols/mount"
 	"github.com/buildbarn/go-xdr/pkg/protocols/nfsv3"
 
 	"github.com/nascache/nascache/backend"
 	"github.com/nascache/nascache/backend/nfs/oncrpc"
 )
-
-// Origin is an NFSv3 export used as a backend.Origin. Its handles are the
-// server's NFS file handles (at most 64 bytes). Safe for concurrent use.
-type Origin struct {
-	opts         Options
-	target       Target
-	rpc          *oncrpc.Client // NFS port
-	mountC       *oncrpc.Client // MOUNT port; used at New and Close
-	root         backend.Handle
-	rootAuth     oncrpc.AuthSys
-	rtmax, wtmax uint32
-	unstable     *unstableSet
-
-	closeOnce sync.Once
-	closeErr  error
-}
-
-var _ backend.Origin = (*Origin)(nil)
-
-// New connects to the export rawURL names (see Target for the URL form),
-// mounts it and reads its FSINFO. Ports not in the URL are asked of the
-// portmapper. The Origin owns connection goroutines until Close.
-func New(ctx context.Context, rawURL string, opts Options) (*Origin, error) {
-	t, err := ParseURL(rawURL)
-	if err != nil {
-		return nil, err
-	}
-	if t.Conns != 0 {
-		opts.Conns = t.Conns
-	}
-	if t.PrivPort != nil {
-		opts.PrivilegedPort = *t.PrivPort
-	}
-	opts = opts.withDefaults()
-	o := &Origin{opts: opts, target: t, rootAuth: oncrpc.AuthSys{UID: t.UID, GID: t.GID}}
-	o.unstable = newUnstableSet(opts.UnstableLimitBytes)
-
-	if t.Port == 0 || t.MountPort == 0 {
-		if err := o.lookupPorts(ctx); err != nil {
-			return nil, err
-		}
-		t = o.target
-	}
-	o.mountC, err = oncrpc.New(o.rpcConfig(t.MountPort, 1))
-	if err != nil {
-		return nil, err
-	}
-	o.root, err = mnt(ctx, o.mountC, &o.rootAuth, t.Export)
-	if err != nil {
-		_ = o.mountC.Close() // Close of an oncrpc.Client cannot fail
-		return nil, err
-	}
-	o.rpc, err = oncrpc.New(o.rpcConfig(t.Port, opts.Conns))
-	if err != nil {
-		_ = o.mountC.Close()
-		return nil, err
-	}
-	info, err := o.FSInfo(ctx, backend.Cred{UID: t.UID, GID: t.GID}, o.root)
-	if err != nil {
-		_ = o.Close()
-		return nil, fmt.Errorf("nfs origin %s: %w", t, err)
-	}
-	o.rtmax = min(max(info.RtMax, 4096), opts.MaxIOBytes)
-	o.wtmax = min(max(info.WtMax, 4096), opts.MaxIOBytes)
-	opts.Logger.Info().Str("origin", t.String()).Uint32("rtmax", o.rtmax).Uint32("wtmax", o.wtmax).Msg("nfs origin mounted")
-	return o, nil
-}
-
-func (o *Origin) rpcConfig(port, conns int) oncrpc.Config {
-	cfg := oncrpc.DefaultConfig(net.JoinHostPort(o.target.Host, strconv.Itoa(port)))
-	cfg.Conns = conns
-	cfg.DialTimeout = o.opts.DialTimeout
-	cfg.PrivilegedPort = o.opts.PrivilegedPort
-	cfg.MachineName = o.opts.MachineName
-	cfg.MaxRecordBytes = int64(o.opts.MaxIOBytes) + 64<<10 + int64(o.opts.ReaddirMaxBytes)
-	cfg.Logger = o.opts.Logger
-	return cfg
-}
-
-func (o *Origin) lookupPorts(ctx context.Context) error {
-	pm, err := oncrpc.New(o.rpcConfig(o.target.PortmapPort, 1))
-	if err != nil {
-		return err
-	}
-	defer func() { _ = pm.Close() }() // cannot fail
-	if o.target.Port == 0 {
-		if o.target.Port, err = getport(ctx, pm, nfsv3.NFS_PROGRAM_PROGRAM_NUMBER, 3); err != nil {
-			return err
-		}
-	}
-	if o.target.MountPort == 0 {
-		if o.target.MountPort, err = getport(ctx, pm, mount.MOUNT_PROGRAM_PROGRAM_NUMBER, mountVers); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Close unmounts (best effort, bounded) and stops every connection.
-func (o *Origin) Close() error {
-	o.closeOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if err := umnt(ctx, o.mountC, &o.rootAuth, o.target.Export); err != nil {
-			// UMNT is advisory (RFC 1813 I.5.3); a server that is gone
-			// cannot miss it.
-			o.opts.Logger.Debug().Err(err).Msg("nfs origin: umnt")
-		}
-		_ = o.mountC.Close() // oncrpc Close cannot fail
-		if o.rpc != nil {
-			_ = o.rpc.Close()
-		}
-	})
-	return o.closeErr
-}
-
-// Up reports whether a connection to the NFS port is up now (for an
-// origin-state gauge; it does not touch the network).
-func (o *Origin) Up() bool { return o.rpc.Connected() }
-
-// WaitConnected blocks until a connection to the NFS port is up (or ctx
-// is done). Health checks use it to learn that the origin is back.
-func (o *Origin) WaitConnected(ctx context.Context) error {
-	if err := o.rpc.WaitConnected(ctx); err != nil {
-		return wrap("wait connected", err)
-	}
-	return nil
-}
-
-// Target returns what the origin URL named, ports resolved.
-func (o *Origin) Target() Target { return o.target }
-
-// Exports lists the server's exports (MOUNT EXPORT).
-func (o *Origin) Exports(ctx context.Context) ([]Export, error) {
-	return exports(ctx, o.mountC)
-}
 
 // Properties implements backend.Origin.
 func (o *Origin) Properties() backend.Properties {
@@ -166,12 +27,32 @@ func authOf(c backend.Cred) *oncrpc.AuthSys {
 	return &oncrpc.AuthSys{UID: c.UID, GID: c.GID, GIDs: c.GIDs}
 }
 
-// call makes one NFSv3 call. NFS3ERR_JUKEBOX is retried with backoff for
-// up to Options.RetryFor (bounded by ctx), and so is a lost connection when
-// the procedure is idempotent (re-running it cannot change the outcome).
-// reply may run several times; it must reset what it fills.
+// call makes one NFSv3 call on the mounted session (see callOn).
 func (o *Origin) call(ctx context.Context, op string, proc uint32, cred backend.Cred, idempotent bool,
 	args func(*oncrpc.Encoder), payload []byte, reply func(*oncrpc.Decoder) error) error {
+	s, err := o.session(op)
+	if err != nil {
+		return err
+	}
+	if err := o.callOn(ctx, s, op, proc, cred, idempotent, args, payload, reply); err != nil {
+		o.observe(op, err)
+		return err
+	}
+	return nil
+}
+
+// callOn makes one NFSv3 call on s. It takes at most Options.CallTimeout
+// in all, so that a stalled server yields backend.ErrUnavailable (and the
+// NFS client NFS3ERR_JUKEBOX) well within a kernel client's patience.
+// NFS3ERR_JUKEBOX is retried with backoff for up to Options.RetryFor, and
+// so is a call that could not be sent for want of a connection, and a
+// lost connection when the procedure is idempotent (re-running it cannot
+// change the outcome). reply may run several times; it must reset what
+// it fills.
+func (o *Origin) callOn(ctx context.Context, s *session, op string, proc uint32, cred backend.Cred, idempotent bool,
+	args func(*oncrpc.Encoder), payload []byte, reply func(*oncrpc.Decoder) error) error {
+	ctx, cancel := context.WithTimeout(ctx, o.opts.CallTimeout)
+	defer cancel()
 	req := &oncrpc.Request{
 		Prog: nfsv3.NFS_PROGRAM_PROGRAM_NUMBER, Vers: 3, Proc: proc, Auth: authOf(cred),
 		Args: args, Payload: payload, Reply: reply,
@@ -179,14 +60,15 @@ func (o *Origin) call(ctx context.Context, op string, proc uint32, cred backend.
 	var deadline time.Time
 	delay := o.opts.RetryBackoffMin
 	for {
-		err := o.rpc.Call(ctx, req)
+		err := s.rpc.Call(ctx, req)
 		if err == nil {
 			return nil
 		}
 		var se *StatusError
 		jukebox := errors.As(err, &se) && se.Status == nfsv3.NFS3ERR_JUKEBOX
 		lost := idempotent && errors.Is(err, oncrpc.ErrConnLost)
-		if !jukebox && !lost {
+		notSent := errors.Is(err, oncrpc.ErrNoConnection) && ctx.Err() == nil
+		if !jukebox && !lost && !notSent {
 			return wrap(op, err)
 		}
 		now := time.Now()
@@ -210,11 +92,15 @@ func (o *Origin) call(ctx context.Context, op string, proc uint32, cred backend.
 
 // Root implements backend.Origin.
 func (o *Origin) Root(ctx context.Context) (backend.Handle, backend.Attr, error) {
-	a, err := o.GetAttr(ctx, backend.Cred{UID: o.target.UID, GID: o.target.GID}, o.root)
+	sess, err := o.session("root")
 	if err != nil {
 		return nil, backend.Attr{}, err
 	}
-	return append(backend.Handle(nil), o.root...), a, nil
+	a, err := o.GetAttr(ctx, backend.Cred{UID: sess.target.UID, GID: sess.target.GID}, sess.root)
+	if err != nil {
+		return nil, backend.Attr{}, err
+	}
+	return append(backend.Handle(nil), sess.root...), a, nil
 }
 
 func checkHandle(op string, h backend.Handle) error {
@@ -286,11 +172,11 @@ func (o *Origin) Lookup(ctx context.Context, cred backend.Cred, dir backend.Hand
 	if err := checkHandle("lookup", dir); err != nil {
 		return nil, backend.Attr{}, err
 	}
-	if name == ".." && bytes.Equal(dir, o.root) {
+	if sess := o.sess.Load(); name == ".." && sess != nil && bytes.Equal(dir, sess.root) {
 		// The root's parent is the root: an export mounted below the
 		// server's root must not lead above itself.
 		a, err := o.GetAttr(ctx, cred, dir)
-		return append(backend.Handle(nil), o.root...), a, err
+		return append(backend.Handle(nil), sess.root...), a, err
 	}
 	var h backend.Handle
 	var a backend.Attr
@@ -381,7 +267,11 @@ type ioPart struct {
 // readSpan reads p at off in rtmax pieces concurrently and returns the
 // length of the complete prefix: it stops at the first short piece.
 func (o *Origin) readSpan(ctx context.Context, cred backend.Cred, h backend.Handle, p []byte, off uint64) (int, bool, error) {
-	size := int(o.rtmax)
+	sess, err := o.session("read")
+	if err != nil {
+		return 0, false, err
+	}
+	size := int(sess.rtmax)
 	parts := make([]ioPart, (len(p)+size-1)/size)
 	var wg sync.WaitGroup
 	for i := range parts {
@@ -478,7 +368,11 @@ func (o *Origin) write1(ctx context.Context, cred backend.Cred, h backend.Handle
 // stability any piece reached, the verifier of the last piece and the
 // attributes after the last piece to finish.
 func (o *Origin) writeAll(ctx context.Context, cred backend.Cred, h backend.Handle, p []byte, off uint64, stable backend.Stability) (writeResult, error) {
-	size := int(o.wtmax)
+	sess, err := o.session("write")
+	if err != nil {
+		return writeResult{}, err
+	}
+	size := int(sess.wtmax)
 	n := max(1, (len(p)+size-1)/size)
 	results := make([]writeResult, n)
 	errs := make([]error, n)
@@ -883,11 +777,23 @@ type FSInfo struct {
 
 // FSInfo asks the server for its static figures of the file system of h.
 func (o *Origin) FSInfo(ctx context.Context, cred backend.Cred, h backend.Handle) (FSInfo, error) {
+	s, err := o.session("fsinfo")
+	if err != nil {
+		return FSInfo{}, err
+	}
+	fi, err := o.fsinfo(ctx, s, cred, h)
+	if err != nil {
+		o.observe("fsinfo", err)
+	}
+	return fi, err
+}
+
+func (o *Origin) fsinfo(ctx context.Context, s *session, cred backend.Cred, h backend.Handle) (FSInfo, error) {
 	if err := checkHandle("fsinfo", h); err != nil {
 		return FSInfo{}, err
 	}
 	var fi FSInfo
-	err := o.call(ctx, "fsinfo", procFsinfo, cred, true,
+	err := o.callOn(ctx, s, "fsinfo", procFsinfo, cred, true,
 		func(e *oncrpc.Encoder) { encodeFH(e, h) }, nil,
 		func(d *oncrpc.Decoder) error {
 			if err := decodeStatus(d); err != nil {

@@ -368,3 +368,34 @@ func (c *Client) putEncoder(e *Encoder) {
 	e.buf = e.buf[:0]
 	c.encPool.Put(e)
 }
+
+// WaitState blocks until Connected() == up, or ctx is done, or the client
+// is closed (ErrClosed). An origin-state monitor uses it to log each
+// change without polling.
+func (c *Client) WaitState(ctx context.Context, up bool) error {
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return ErrClosed
+		}
+		connected := false
+		for _, s := range c.slots {
+			if s.state == stateReady {
+				connected = true
+				break
+			}
+		}
+		if connected == up {
+			c.mu.Unlock()
+			return nil
+		}
+		ch := c.changed
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
