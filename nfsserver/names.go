@@ -120,6 +120,13 @@ func nameProc(p *nfsProgram, ctx context.Context, proc uint32, r io.Reader) (res
 			return nil, true, err
 		}
 		res, _ = p.NfsV3Nfsproc3Rename(ctx, &a)
+	case procRead:
+		// Not a name, but decoded here too: the result is sent
+		// without copying its data (see read.go).
+		res, err = readProc(p, ctx, r)
+		if err != nil {
+			return nil, true, err
+		}
 	case procLink:
 		var a nfsv3.Link3args
 		if _, err := a.File.ReadFrom(r); err != nil {

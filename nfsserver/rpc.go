@@ -3,9 +3,9 @@ package nfsserver
 // ONC RPC over TCP (RFC 5531): record marking, the call header, credentials,
 // rejections, and the bounded per-connection pipeline.
 //
-// Lock order: conn.writeMu is a leaf (held only around one Write). Server.mu
-// (connection set, see server.go) and mountTable.mu are leaves too; no
-// goroutine holds two of these locks at once.
+// Lock order: conn.writeMu is a leaf (held only around one write or
+// writev). Server.mu (connection set, see server.go) and mountTable.mu are
+// leaves too; no goroutine holds two of these locks at once.
 
 import (
 	"bufio"
@@ -86,8 +86,9 @@ type buffer struct {
 	b []byte
 }
 
-// bufferPool recycles record and reply buffers. READ replies and WRITE
-// calls of 1 MiB are the case it exists for (see BenchmarkReadReply).
+// bufferPool recycles record and reply buffers. WRITE calls of 1 MiB are
+// the case the large class exists for; READ replies send their data from
+// the FS's buffer (read.go) and only their head comes from here.
 type bufferPool struct {
 	small, large sync.Pool
 }
@@ -176,10 +177,14 @@ type argReader struct{ *bytes.Reader }
 func (argReader) Close() error { return nil }
 
 // reply is the outcome of one call: the bytes to send (record mark
-// included) and labels for metrics.
+// included) and labels for metrics. The record is out, then tail, then
+// pad[:padLen] (tail is the data of a READ, sent where it lies).
 type reply struct {
 	buf       *buffer
 	out       []byte
+	tail      []byte
+	pad       [3]byte // always zero: the XDR padding after tail
+	padLen    int
 	program   string
 	procedure string
 	status    string
@@ -369,7 +374,8 @@ func (h *rpcHandler) dispatch(ctx context.Context, rp *reply, xid uint32, svc se
 	}
 }
 
-// success encodes res as the result of an accepted call.
+// success encodes res as the result of an accepted call. The tail of a
+// tailed result is not copied: it goes into rp.tail.
 func (h *rpcHandler) success(rp *reply, xid uint32, res encodable) {
 	hdr := successHeader(xid)
 	start := recordMarkBytes + hdr.GetEncodedSizeBytes()
@@ -382,16 +388,21 @@ func (h *rpcHandler) success(rp *reply, xid uint32, res encodable) {
 		h.accepted(rp, xid, &rpcv2.AcceptedReplyData_default{Stat: rpcv2.SYSTEM_ERR})
 		return
 	}
+	if t, ok := res.(tailed); ok {
+		rp.tail = t.tail()
+		rp.padLen = padBytes(len(rp.tail))
+	}
 	h.finish(rp, buf, w.Bytes(), hdr, start)
 }
 
 // finish writes the header and record mark in front of the encoded
-// results in out (which is buf.b unless the result outgrew it).
+// results in out (which is buf.b unless the result outgrew it); the
+// record's length counts rp.tail and its padding.
 func (h *rpcHandler) finish(rp *reply, buf *buffer, out []byte, hdr *rpcv2.RpcMsg, start int) {
 	if _, err := hdr.WriteTo(bytes.NewBuffer(out[recordMarkBytes:recordMarkBytes])); err != nil {
 		panic(fmt.Sprintf("nfsserver: encode fixed reply header: %v", err))
 	}
-	binary.BigEndian.PutUint32(out, uint32(len(out)-recordMarkBytes)|lastFragmentBit)
+	binary.BigEndian.PutUint32(out, uint32(len(out)-recordMarkBytes+len(rp.tail)+rp.padLen)|lastFragmentBit)
 	rp.buf, rp.out = buf, out
 	if rp.status == "" {
 		rp.status = "OK"
@@ -517,22 +528,35 @@ func (s *Server) serveConn(ctx context.Context, c *conn, h *rpcHandler) {
 				return
 			}
 			s.metrics.observe(rp, time.Since(start))
-			c.write(s, rp.out)
+			c.write(s, rp)
 			h.pool.put(rp.buf)
 		}()
 	}
 }
 
-// write sends one reply in one Write. A failed write closes the
-// connection, which ends the read loop.
-func (c *conn) write(s *Server, b []byte) {
+// write sends one reply: one Write, or for a reply with a tail one
+// writev of its parts, under writeMu so that records never interleave. A
+// failed write closes the connection, which ends the read loop.
+func (c *conn) write(s *Server, rp *reply) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	if _, err := c.nc.Write(b); err != nil {
+	var (
+		n   int64
+		err error
+	)
+	if len(rp.tail) == 0 {
+		var k int
+		k, err = c.nc.Write(rp.out)
+		n = int64(k)
+	} else {
+		bufs := net.Buffers{rp.out, rp.tail, rp.pad[:rp.padLen]}
+		n, err = bufs.WriteTo(c.nc)
+	}
+	if err != nil {
 		c.nc.Close()
 		return
 	}
-	s.metrics.bytesWritten.Add(float64(len(b)))
+	s.metrics.bytesWritten.Add(float64(n))
 }
 
 // logger adds the few structured log lines of the RPC layer.

@@ -35,5 +35,8 @@
 // All methods are safe for concurrent use. A bounded LRU cache of open
 // descriptors (fdcache.go; one mutex, no lock order to keep) lets a
 // stream of reads and writes to one file reuse one descriptor; entries are
-// reference counted so eviction never closes a descriptor in use.
+// reference counted so eviction never closes a descriptor in use. For a
+// file whose descriptor is cached, GetAttr, Read, Write and Commit check
+// the handle with an fstat of the descriptor and one fstatat of the path
+// instead of walking the path through the Root (Origin.cached).
 package local

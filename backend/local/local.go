@@ -27,8 +27,11 @@ type Options struct {
 // Origin serves a local directory. It implements backend.Origin.
 type Origin struct {
 	root *os.Root
-	fds  *fdCache
-	log  zerolog.Logger
+	// rootDir is the root directory opened once, for the fstatat of
+	// cached (os.Root does not expose its descriptor).
+	rootDir *os.File
+	fds     *fdCache
+	log     zerolog.Logger
 }
 
 var _ backend.Origin = (*Origin)(nil)
@@ -49,8 +52,13 @@ func New(dir string, opts Options) (*Origin, error) {
 	if n <= 0 {
 		n = 256
 	}
+	rootDir, err := r.OpenFile(".", os.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		_ = r.Close() // the open error is the one to report
+		return nil, fmt.Errorf("local origin %s: %w", dir, mapErr(err))
+	}
 	opts.Logger.Info().Str("dir", dir).Msg("local origin open")
-	return &Origin{root: r, fds: newFDCache(n), log: opts.Logger}, nil
+	return &Origin{root: r, rootDir: rootDir, fds: newFDCache(n), log: opts.Logger}, nil
 }
 
 // Properties implements backend.Origin.
@@ -64,7 +72,8 @@ func (o *Origin) Properties() backend.Properties {
 // Close implements backend.Origin.
 func (o *Origin) Close() error {
 	o.fds.closeAllEntries()
-	if err := o.root.Close(); err != nil {
+	err := errors.Join(o.rootDir.Close(), o.root.Close())
+	if err != nil {
 		return fmt.Errorf("close local origin: %w", err)
 	}
 	return nil
@@ -237,8 +246,16 @@ func (o *Origin) Root(ctx context.Context) (backend.Handle, backend.Attr, error)
 	return encodeHandle(a.FileID, ""), a, nil
 }
 
-// GetAttr implements backend.Origin.
+// GetAttr implements backend.Origin. A file whose descriptor is cached
+// is fstat'ed (see cached); anything else is looked up by path.
 func (o *Origin) GetAttr(ctx context.Context, _ backend.Cred, h backend.Handle) (backend.Attr, error) {
+	if err := ctx.Err(); err != nil {
+		return backend.Attr{}, err
+	}
+	if e, obj, ok := o.cached(h, false); ok {
+		o.fds.release(e)
+		return obj.attr, nil
+	}
 	obj, err := o.resolve(ctx, h)
 	if err != nil {
 		return backend.Attr{}, fmt.Errorf("local getattr: %w", err)
@@ -308,8 +325,47 @@ func (o *Origin) ReadLink(ctx context.Context, _ backend.Cred, h backend.Handle)
 	return t, nil
 }
 
+// cached returns the held cache entry of h and the attributes of its
+// file, when a descriptor is cached (writable if write is set) and the
+// handle's path still names the descriptor's inode, which is the handle's
+// inode. This is the fast path of GetAttr, Read, Write and Commit: an
+// fstat of the descriptor and an fstatat of the path from the root's
+// descriptor, instead of resolve's component-by-component walk through
+// the Root.
+//
+// The fstatat may follow a symlink in a directory component (the walk
+// would not), but it only decides whether the path reaches the very
+// inode already open, which was opened through the Root: it reveals
+// nothing outside and serves nothing the descriptor does not. Any other
+// outcome falls back to the walk, which gives the exact answer.
+func (o *Origin) cached(h backend.Handle, write bool) (*fdEntry, object, bool) {
+	if len(h) < handleHeader || h[0] != handleVersion {
+		return nil, object{}, false
+	}
+	e := o.fds.get(h, write)
+	if e == nil {
+		return nil, object{}, false
+	}
+	a, err := fstatAttr(e.f)
+	var st unix.Stat_t
+	if err == nil {
+		err = unix.Fstatat(int(o.rootDir.Fd()), osPath(e.path), &st, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	if err != nil || a.FileID != binary.BigEndian.Uint64(h[1:]) || st.Ino != a.FileID || st.Dev != a.FSID {
+		o.fds.release(e)
+		return nil, object{}, false
+	}
+	return e, object{path: e.path, attr: a}, true
+}
+
 // open returns a held descriptor of the regular file h names.
 func (o *Origin) open(ctx context.Context, h backend.Handle, write bool) (*fdEntry, object, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, object{}, err
+	}
+	if e, obj, ok := o.cached(h, write); ok {
+		return e, obj, nil
+	}
 	obj, err := o.resolve(ctx, h)
 	if err != nil {
 		return nil, object{}, err
@@ -357,7 +413,11 @@ func (o *Origin) Read(ctx context.Context, _ backend.Cred, h backend.Handle, p [
 		return n, false, fmt.Errorf("local read %q at %d: %w", obj.path, off, mapErr(err))
 	}
 	eof := errors.Is(err, io.EOF)
-	if !eof {
+	// obj.attr was taken just before the read. Short of the size it
+	// had then, say "not the end" without another fstat: should the
+	// file have shrunk meanwhile, the client's next READ finds the end.
+	// At or past that size, ask again, in case the file grew.
+	if !eof && off+uint64(n) >= obj.attr.SizeBytes {
 		fi, err := e.f.Stat()
 		if err != nil {
 			return n, false, fmt.Errorf("local read %q: %w", obj.path, mapErr(err))
