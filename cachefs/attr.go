@@ -53,7 +53,7 @@ func (fs *FS) setAttr(ctx context.Context, cred Cred, id NodeID, sa SetAttr, gua
 	if err != nil {
 		return WCC{}, err
 	}
-	pre, err := fs.getattr(ctx, cred, &n)
+	pre, err := fs.getattrOrigin(ctx, cred, &n) // the guard compares the current ctime
 	if err != nil {
 		return WCC{}, err
 	}
@@ -70,14 +70,21 @@ func (fs *FS) setAttr(ctx context.Context, cred Cred, id NodeID, sa SetAttr, gua
 		return wcc, err
 	}
 	var a backend.Attr
+	gen, asked := n.ex.gen.Load(), fs.now()
 	err = fs.call(ctx, cred, []*node{&n}, func(hs []backend.Handle) error {
 		var err error
 		a, err = n.ex.origin.SetAttr(ctx, cred, hs[0], sa, guardCtime)
 		return err
 	})
+	if fs.data != nil && sa.SizeBytes != nil {
+		// A truncate changes the data; drop the cached chunks at once.
+		fs.data.invalidate(ctx, n.in.Ino)
+	}
 	if err != nil {
+		fs.fresh.dropAttr(n.in.Ino)
 		return wcc, err
 	}
+	fs.noteAttr(n.ex, n.in.Ino, a, asked, gen)
 	post := n.ex.attr(n.in.Ino, a)
 	wcc.After = &post
 	return wcc, nil

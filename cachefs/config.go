@@ -3,8 +3,12 @@ package cachefs
 import (
 	"errors"
 	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nascache/nascache/backend"
+	"github.com/nascache/nascache/chunkstore"
 )
 
 // Config configures an FS.
@@ -20,6 +24,29 @@ type Config struct {
 	// ListingCacheSnapshots bounds how many listing snapshots are kept
 	// (64 when zero).
 	ListingCacheSnapshots int
+
+	// Chunks is the data cache. Nil turns data caching off: every READ
+	// goes to the origin. The FS does not close it; the caller closes it
+	// after the FS.
+	Chunks *chunkstore.Store
+	// ChunkSizeBytes is the size of a data chunk (1 MiB when zero). It is
+	// part of what a chunk means: changing it makes the cached chunks of
+	// another size unreachable (their keys are per index), so they are
+	// evicted like any cold data. At most the store's MaxChunkBytes.
+	ChunkSizeBytes int
+	// OriginConcurrency bounds the chunk fetches (demand and read-ahead)
+	// running against the origins at once (16 when zero); read-ahead may
+	// use at most half of it, so demand reads always find a slot soon.
+	OriginConcurrency int
+	// ReadAheadMaxChunks is the largest read-ahead window, in chunks, of
+	// one sequentially read file (8 when zero; negative turns read-ahead
+	// off). The window starts at 1 chunk and doubles with every
+	// sequential READ that reaches a new chunk.
+	ReadAheadMaxChunks int
+	// Registry receives the cache metrics; nil registers nothing.
+	Registry prometheus.Registerer
+	// Now is the clock for attribute freshness (time.Now when nil).
+	Now func() time.Time
 }
 
 // ExportConfig is one export.
@@ -30,11 +57,17 @@ type ExportConfig struct {
 	Path string
 	// Origin is the storage behind the export. The FS does not close it.
 	Origin backend.Origin
+	// Consistency says how long attributes, listings and lookups taken
+	// from the origin are trusted (the zero value is strict).
+	Consistency Consistency
 }
 
 // DefaultConfig returns a Config with the default bounds and no exports.
 func DefaultConfig() Config {
-	return Config{InodeCacheEntries: 65536, ListingCacheEntries: 1_000_000, ListingCacheSnapshots: 64}
+	return Config{
+		InodeCacheEntries: 65536, ListingCacheEntries: 1_000_000, ListingCacheSnapshots: 64,
+		ChunkSizeBytes: 1 << 20, OriginConcurrency: 16, ReadAheadMaxChunks: 8,
+	}
 }
 
 func (c *Config) ensureDefaults() {
@@ -47,6 +80,18 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.ListingCacheSnapshots == 0 {
 		c.ListingCacheSnapshots = d.ListingCacheSnapshots
+	}
+	if c.ChunkSizeBytes == 0 {
+		c.ChunkSizeBytes = d.ChunkSizeBytes
+	}
+	if c.OriginConcurrency == 0 {
+		c.OriginConcurrency = d.OriginConcurrency
+	}
+	if c.ReadAheadMaxChunks == 0 {
+		c.ReadAheadMaxChunks = d.ReadAheadMaxChunks
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 }
 
@@ -73,6 +118,9 @@ func (c Config) Validate() error {
 		if e.Origin == nil {
 			errs = append(errs, fmt.Errorf("exports[%d] (%s): no origin", i, e.Path))
 		}
+		if e.Consistency.Mode == ConsistencyTTL && e.Consistency.TTL <= 0 {
+			errs = append(errs, fmt.Errorf("exports[%d] (%s): consistency ttl must be positive", i, e.Path))
+		}
 	}
 	if c.InodeCacheEntries < 0 {
 		errs = append(errs, errors.New("inode_cache_entries: negative"))
@@ -82,6 +130,12 @@ func (c Config) Validate() error {
 	}
 	if c.ListingCacheSnapshots < 0 {
 		errs = append(errs, errors.New("listing_cache_snapshots: negative"))
+	}
+	if c.ChunkSizeBytes < 0 || c.ChunkSizeBytes > maxChunkBytes {
+		errs = append(errs, fmt.Errorf("chunk_size: %d is not in 1..%d", c.ChunkSizeBytes, maxChunkBytes))
+	}
+	if c.OriginConcurrency < 0 {
+		errs = append(errs, errors.New("origin_concurrency: negative"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("cachefs config: %w", err)

@@ -2,10 +2,14 @@
 // operations on NodeIDs, mapped through meta to objects of each export's
 // backend.Origin.
 //
-// Today it passes data and metadata through to the origin. The data cache
-// and write-back of later issues plug in at the seams in read.go
-// (readData) and write.go (writeData, commitData); nothing else fetches or
-// stores file data.
+// File data is cached in chunks in a chunkstore.Store (data.go): named by
+// (inode, origin version, index), fetched once per chunk however many
+// readers wait (internal/flight), read ahead on sequential access, loaded
+// ahead of time and pinned by Warm (warm.go). Attributes, lookups
+// (negative ones too) and listing snapshots are trusted per export's
+// Consistency (fresh.go). Writes still go through to the origin; write-back
+// of a later issue plugs in at write.go (writeData, commitData). readData
+// (read.go) is the only place file data is fetched.
 //
 // # Invariants
 //
@@ -41,11 +45,18 @@
 // after the one that built it (a client takes READDIRPLUS attributes as
 // its newest, so old ones would roll back what it saw since).
 //
+//   - A READ takes the file's attributes once and names every chunk it uses
+//     by the version derived from them: it never mixes versions. A chunk is
+//     stored only when the origin still has that version after the fetch.
+//   - Hits write nothing to meta or bbolt.
+//
 // # Concurrency
 //
-// All methods are safe for concurrent use. FS starts no goroutines. The
-// inode cache and the listing cache each have one mutex guarding their
-// maps, never held across a call to meta or an origin, and never held
-// together, so there is no lock order to keep. meta serialises its own
+// All methods are safe for concurrent use. With a data cache the FS owns
+// goroutines: chunk fetches (one per chunk in flight) and read-ahead;
+// Close cancels them and waits. The inode cache, the listing cache, the
+// freshness cache and the data cache's tables each have their own mutex
+// guarding their maps, never held across a call to meta, the store or an
+// origin, and never held together, so there is no lock order to keep. meta serialises its own
 // writers; two callers mapping the same object agree on its inode.
 package cachefs

@@ -35,3 +35,7 @@ var (
 	ErrUnavailable  = backend.ErrUnavailable
 	ErrBadHandle    = backend.ErrBadHandle
 )
+
+// errVersionChanged: the origin file changed while a READ was served from
+// it; the READ starts over with fresh attributes.
+var errVersionChanged = errors.New("cachefs: origin file changed during read")

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nascache/nascache/backend"
@@ -24,14 +26,23 @@ type FS struct {
 	exports  map[uint16]*export
 	inodes   *inodeCache
 	listings *listingCache
+	m        *metrics
+	now      func() time.Time
+	fresh    *freshCache
+	// data is the chunk cache; nil when Config.Chunks is nil.
+	data *dataCache
 }
 
 // export is one served export.
 type export struct {
-	id     uint16
-	path   string
-	origin backend.Origin
-	fsid   uint64
+	id          uint16
+	path        string
+	origin      backend.Origin
+	fsid        uint64
+	consistency Consistency
+	// gen counts namespace changes made through nascache; cached
+	// attributes, lookups and listings of older generations are not used.
+	gen atomic.Uint64
 }
 
 // New returns an FS serving cfg.Exports with inode records in db. It
@@ -50,9 +61,23 @@ func New(cfg Config, db *meta.DB, logger zerolog.Logger) (*FS, error) {
 		exports:  make(map[uint16]*export, len(cfg.Exports)),
 		inodes:   newInodeCache(cfg.InodeCacheEntries),
 		listings: newListingCache(cfg.ListingCacheSnapshots, cfg.ListingCacheEntries, uint64(time.Now().UnixNano())),
+		m:        newMetrics(),
+		now:      cfg.Now,
+		fresh:    newFreshCache(),
 	}
 	for _, e := range cfg.Exports {
-		fs.exports[e.ID] = &export{id: e.ID, path: e.Path, origin: e.Origin, fsid: fsidOf(e.ID)}
+		fs.exports[e.ID] = &export{id: e.ID, path: e.Path, origin: e.Origin, fsid: fsidOf(e.ID), consistency: e.Consistency}
+	}
+	if err := fs.m.register(cfg.Registry, fs.Stats); err != nil {
+		return nil, fmt.Errorf("cachefs: register metrics: %w", err)
+	}
+	if cfg.Chunks != nil {
+		fs.data = newDataCache(cfg, logger, fs.m)
+		// Pins live in memory in the store; meta has the list.
+		if err := fs.applyPins(); err != nil {
+			fs.data.close()
+			return nil, fmt.Errorf("cachefs: re-apply pins: %w", err)
+		}
 	}
 	return fs, nil
 }
@@ -63,11 +88,16 @@ func New(cfg Config, db *meta.DB, logger zerolog.Logger) (*FS, error) {
 // may treat specially.
 func fsidOf(id uint16) uint64 { return 0x6e63<<48 | uint64(id) }
 
-// Close drops the in-memory caches. It does not close the origins or the
-// meta db, which the caller owns. No call may follow.
+// Close stops read-ahead and the chunk fetches in flight, waits for them
+// and drops the in-memory caches. It does not close the origins, the
+// chunk store or the meta db, which the caller owns. No call may follow.
 func (fs *FS) Close() error {
+	if fs.data != nil {
+		fs.data.close()
+	}
 	fs.inodes.clear()
 	fs.listings.clear()
+	fs.fresh.clear()
 	return nil
 }
 
@@ -241,14 +271,31 @@ func (fs *FS) findByFileID(ctx context.Context, cred Cred, ex *export, dir backe
 	return found, ok, err
 }
 
-// getattr asks the origin for n's attributes (healing a stale handle).
+// getattr returns n's attributes: cached ones while the export's
+// consistency allows, else the origin's (healing a stale handle).
 func (fs *FS) getattr(ctx context.Context, cred Cred, n *node) (backend.Attr, error) {
+	if n.ex.cached() {
+		if e, ok := fs.fresh.attr(n.in.Ino); ok && fs.usable(n.ex, e.asked, e.gen) {
+			fs.m.attrHits.Add(1)
+			return e.a, nil
+		}
+	}
+	return fs.getattrOrigin(ctx, cred, n)
+}
+
+// getattrOrigin asks the origin for n's attributes and caches them.
+func (fs *FS) getattrOrigin(ctx context.Context, cred Cred, n *node) (backend.Attr, error) {
+	gen, asked := n.ex.gen.Load(), fs.now()
+	fs.m.attrMisses.Add(1)
 	var a backend.Attr
 	err := fs.call(ctx, cred, []*node{n}, func(hs []backend.Handle) error {
 		var err error
 		a, err = n.ex.origin.GetAttr(ctx, cred, hs[0])
 		return err
 	})
+	if err == nil {
+		fs.noteAttr(n.ex, n.in.Ino, a, asked, gen)
+	}
 	return a, err
 }
 
@@ -276,7 +323,37 @@ func (fs *FS) forget(ex *export, a backend.Attr) error {
 		return metaErr(err)
 	}
 	fs.inodes.drop(in.Ino)
+	fs.fresh.dropAttr(in.Ino)
+	if fs.data != nil {
+		fs.data.invalidate(context.Background(), in.Ino)
+	}
 	return nil
+}
+
+// Stats returns a snapshot of the cache's figures.
+func (fs *FS) Stats() Stats {
+	m := fs.m
+	st := Stats{
+		ChunkHits: m.chunkHits.Load(), ChunkMisses: m.chunkMisses.Load(),
+		CacheBytesServed: m.cacheBytes.Load(), OriginBytesServed: m.originBytes.Load(),
+		OriginFetches:   m.originFetches.Load(),
+		ReadAheadIssued: m.readAheadIssued.Load(), ReadAheadUsed: m.readAheadUsed.Load(),
+		AttrHits: m.attrHits.Load(), AttrMisses: m.attrMisses.Load(),
+	}
+	if st.OriginFetches > 0 {
+		st.OriginReadAvg = time.Duration(m.originNanos.Load() / st.OriginFetches)
+	}
+	if fs.data != nil {
+		cs := fs.data.store.Stats()
+		st.DataCache = true
+		st.CapacityBytes, st.CachedBytes, st.PinnedBytes = cs.CapacityBytes, cs.CachedBytes, cs.PinnedBytes
+		st.Chunks, st.Evictions, st.CorruptChunks = cs.Chunks, cs.Evictions, cs.Corrupt
+	}
+	for _, ex := range fs.exports {
+		st.Exports = append(st.Exports, ExportStats{Path: ex.path, Consistency: ex.consistency.String()})
+	}
+	slices.SortFunc(st.Exports, func(a, b ExportStats) int { return strings.Compare(a.Path, b.Path) })
+	return st
 }
 
 // checkName validates a name a client sends, as NFS would.

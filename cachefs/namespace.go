@@ -51,6 +51,10 @@ func (fs *FS) lookup(ctx context.Context, cred Cred, dirID NodeID, name string) 
 		}
 		return pn.id(), pn.ex.attr(pn.in.Ino, pa), da, nil
 	}
+	if id, a, ok, err := fs.cachedLookup(ctx, cred, &dir, name); ok {
+		return id, a, da, err
+	}
+	gen, asked := dir.ex.gen.Load(), fs.now()
 	var h backend.Handle
 	var a backend.Attr
 	err = fs.call(ctx, cred, []*node{&dir}, func(hs []backend.Handle) error {
@@ -58,6 +62,9 @@ func (fs *FS) lookup(ctx context.Context, cred Cred, dirID NodeID, name string) 
 		h, a, err = dir.ex.origin.Lookup(ctx, cred, hs[0], name)
 		return err
 	})
+	if errors.Is(err, backend.ErrNotExist) && dir.ex.cached() {
+		fs.fresh.putLookup(dir.in.Ino, name, lookupEntry{asked: asked, gen: gen})
+	}
 	if err != nil {
 		return NodeID{}, Attr{}, da, err
 	}
@@ -65,7 +72,37 @@ func (fs *FS) lookup(ctx context.Context, cred Cred, dirID NodeID, name string) 
 	if err != nil {
 		return NodeID{}, Attr{}, da, err
 	}
+	if dir.ex.cached() {
+		fs.fresh.putLookup(dir.in.Ino, name, lookupEntry{ino: in.Ino, asked: asked, gen: gen})
+		fs.noteAttr(dir.ex, in.Ino, a, asked, gen)
+	}
 	return NodeID{Export: dir.ex.id, Ino: in.Ino, Gen: in.Gen}, dir.ex.attr(in.Ino, a), da, nil
+}
+
+// cachedLookup answers a LOOKUP of name in dir from the cache when the
+// export's consistency allows; ok is false when the origin must be asked.
+func (fs *FS) cachedLookup(ctx context.Context, cred Cred, dir *node, name string) (NodeID, Attr, bool, error) {
+	if !dir.ex.cached() {
+		return NodeID{}, Attr{}, false, nil
+	}
+	e, ok := fs.fresh.lookup(dir.in.Ino, name)
+	if !ok || !fs.usable(dir.ex, e.asked, e.gen) {
+		return NodeID{}, Attr{}, false, nil
+	}
+	if e.ino == 0 {
+		fs.m.attrHits.Add(1)
+		return NodeID{}, Attr{}, true, fmt.Errorf("%q (cached): %w", name, ErrNotExist)
+	}
+	in, err := fs.inode(e.ino)
+	if err != nil || in.Export != dir.ex.id {
+		return NodeID{}, Attr{}, false, nil
+	}
+	n := node{ex: dir.ex, in: in}
+	a, err := fs.getattr(ctx, cred, &n)
+	if err != nil {
+		return NodeID{}, Attr{}, false, nil
+	}
+	return n.id(), n.ex.attr(in.Ino, a), true, nil
 }
 
 // checkNewOwner refuses explicit owners in the attributes of a new object
@@ -130,7 +167,10 @@ func (fs *FS) make(ctx context.Context, cred Cred, dirID NodeID, name string, sa
 // optional in NFSv3, so a failure leaves them out (the client then
 // revalidates) rather than failing an operation that was done.
 func (fs *FS) postDir(ctx context.Context, cred Cred, dir *node, wcc *WCC) {
-	a, err := fs.getattr(ctx, cred, dir)
+	// Every namespace change ends here: retire the cached view of the
+	// export first (fresh.go), then fetch the directory's new attributes.
+	dir.ex.changed()
+	a, err := fs.getattrOrigin(ctx, cred, dir)
 	if err != nil {
 		fs.log.Debug().Err(err).Uint64("ino", dir.in.Ino).Msg("no post-op attributes")
 		return

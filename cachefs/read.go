@@ -2,14 +2,15 @@ package cachefs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/nascache/nascache/backend"
 )
 
-// The read path. Today it reads through to the origin; the chunk cache
-// (a later issue) plugs in at readData, which is the only place file data
-// is fetched.
+// The read path. readData is the only place file data is fetched: from
+// the chunk cache (data.go) when one is configured, else straight from
+// the origin.
 
 // maxReadBytes bounds one READ (FSINFO advertises 1 MiB; a larger count
 // is clipped, as RFC 1813 allows).
@@ -25,6 +26,22 @@ func (fs *FS) Read(ctx context.Context, cred Cred, id NodeID, off uint64, count 
 }
 
 func (fs *FS) read(ctx context.Context, cred Cred, id NodeID, off uint64, count uint32) (ReadResult, error) {
+	for try := 1; ; try++ {
+		res, err := fs.readOnce(ctx, cred, id, off, count)
+		if !errors.Is(err, errVersionChanged) {
+			return res, err
+		}
+		// The attributes this READ trusted are out of date.
+		fs.fresh.dropAttr(id.Ino)
+		if try == readRetries {
+			return ReadResult{}, fmt.Errorf("%w: %w", ErrJukebox, err)
+		}
+	}
+}
+
+// readOnce serves one READ from one version of the file: the one of the
+// attributes it validates first.
+func (fs *FS) readOnce(ctx context.Context, cred Cred, id NodeID, off uint64, count uint32) (ReadResult, error) {
 	n, err := fs.resolve(id)
 	if err != nil {
 		return ReadResult{}, err
@@ -52,15 +69,25 @@ func (fs *FS) read(ctx context.Context, cred Cred, id NodeID, off uint64, count 
 	} else if rest := a.SizeBytes - off; rest < uint64(want) {
 		want = uint32(rest)
 	}
-	data, eof, err := fs.readData(ctx, cred, &n, off, want)
+	data, eof, err := fs.readData(ctx, cred, &n, a, off, want)
 	if err != nil {
 		return ReadResult{}, err
 	}
 	return ReadResult{Data: data, EOF: eof, Attr: n.ex.attr(n.in.Ino, a)}, nil
 }
 
-// readData fetches file data: the seam where the chunk cache goes.
-func (fs *FS) readData(ctx context.Context, cred Cred, n *node, off uint64, count uint32) ([]byte, bool, error) {
+// readData fetches count bytes of n at off (clipped by the caller to the
+// size in a, the attributes validated for this READ).
+func (fs *FS) readData(ctx context.Context, cred Cred, n *node, a backend.Attr, off uint64, count uint32) ([]byte, bool, error) {
+	if fs.data != nil {
+		data, err := fs.data.read(ctx, fs, cred, n, a, off, count)
+		if err != nil {
+			return nil, false, err
+		}
+		end := off + uint64(len(data))
+		fs.data.readAhead(fs, cred, *n, a, off, end)
+		return data, end >= a.SizeBytes, nil
+	}
 	buf := make([]byte, count)
 	var k int
 	var eof bool

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/nascache/nascache/backend"
 	"github.com/nascache/nascache/meta"
@@ -28,6 +29,11 @@ type listing struct {
 	// later pages refresh attributes without a meta lookup each.
 	handles []backend.Handle
 	elem    *list.Element
+	// asked and gen are when the origin was read and the export's
+	// generation then: a non-strict export reuses a fresh snapshot for a
+	// new listing (fresh.go).
+	asked time.Time
+	gen   uint64
 }
 
 // listingCache keeps recent snapshots, bounded by count and by the total
@@ -39,14 +45,15 @@ type listingCache struct {
 	mu         sync.Mutex // guards everything below
 	nextVerf   uint64
 	byVerf     map[uint64]*listing
-	lru        *list.List // of *listing, most recent at the front
+	byDir      map[uint64]*listing // the newest snapshot of each directory
+	lru        *list.List          // of *listing, most recent at the front
 	numEntries int
 }
 
 func newListingCache(maxSnapshots, maxEntries int, seed uint64) *listingCache {
 	return &listingCache{
 		maxSnapshots: maxSnapshots, maxEntries: maxEntries,
-		nextVerf: seed, byVerf: make(map[uint64]*listing), lru: list.New(),
+		nextVerf: seed, byVerf: make(map[uint64]*listing), byDir: make(map[uint64]*listing), lru: list.New(),
 	}
 }
 
@@ -74,18 +81,34 @@ func (c *listingCache) add(l *listing) {
 	l.verifier = c.nextVerf
 	l.elem = c.lru.PushFront(l)
 	c.byVerf[l.verifier] = l
+	c.byDir[l.dir] = l
 	c.numEntries += len(l.entries)
 	for c.lru.Len() > 1 && (c.lru.Len() > c.maxSnapshots || c.numEntries > c.maxEntries) {
 		old := c.lru.Remove(c.lru.Back()).(*listing)
 		delete(c.byVerf, old.verifier)
+		if c.byDir[old.dir] == old {
+			delete(c.byDir, old.dir)
+		}
 		c.numEntries -= len(old.entries)
 	}
+}
+
+// latest returns the newest snapshot of directory dir, if one is kept.
+func (c *listingCache) latest(dir uint64) *listing {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.byDir[dir]
+	if l != nil {
+		c.lru.MoveToFront(l.elem)
+	}
+	return l
 }
 
 func (c *listingCache) clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.byVerf = make(map[uint64]*listing)
+	c.byDir = make(map[uint64]*listing)
 	c.lru.Init()
 	c.numEntries = 0
 }
@@ -123,6 +146,13 @@ func (fs *FS) readDir(ctx context.Context, cred Cred, dirID NodeID, cookie, veri
 	if cookie != 0 {
 		l = fs.listings.get(verifier, dir.in.Ino)
 	}
+	if l == nil && dir.ex.cached() {
+		// A non-strict export serves a new listing from a snapshot the
+		// consistency mode still trusts, without the origin.
+		if c := fs.listings.latest(dir.in.Ino); c != nil && fs.usable(dir.ex, c.asked, c.gen) {
+			l = c
+		}
+	}
 	fresh := l == nil
 	if fresh {
 		if l, err = fs.snapshot(ctx, cred, &dir, da); err != nil {
@@ -156,6 +186,7 @@ func (fs *FS) readDir(ctx context.Context, cred Cred, dirID NodeID, cookie, veri
 
 // snapshot reads the whole of dir and maps every entry to its inode.
 func (fs *FS) snapshot(ctx context.Context, cred Cred, dir *node, da backend.Attr) (*listing, error) {
+	gen, asked := dir.ex.gen.Load(), fs.now()
 	var ents []backend.DirEntry
 	err := fs.call(ctx, cred, []*node{dir}, func(hs []backend.Handle) error {
 		ents = ents[:0]
@@ -204,17 +235,26 @@ func (fs *FS) snapshot(ctx context.Context, cred Cred, dir *node, da backend.Att
 			Attr: dir.ex.attr(in.Ino, e.Attr),
 		})
 		hs = append(hs, e.Handle)
+		fs.noteAttr(dir.ex, in.Ino, e.Attr, asked, gen)
 	}
-	return &listing{dir: dir.in.Ino, entries: out, handles: hs}, nil
+	return &listing{dir: dir.in.Ino, entries: out, handles: hs, asked: asked, gen: gen}, nil
 }
 
 // entryAttr returns the current attributes of a listed object, or the zero
 // Attr (sent as "no attributes") when they cannot be had: the entry may
 // have gone since the snapshot was taken, which is not the listing's error.
 func (fs *FS) entryAttr(ctx context.Context, cred Cred, ex *export, ino uint64, h backend.Handle) Attr {
+	if ex.cached() {
+		if e, ok := fs.fresh.attr(ino); ok && fs.usable(ex, e.asked, e.gen) {
+			fs.m.attrHits.Add(1)
+			return ex.attr(ino, e.a)
+		}
+	}
+	gen, asked := ex.gen.Load(), fs.now()
 	a, err := ex.origin.GetAttr(ctx, cred, h)
 	if err != nil {
 		return Attr{}
 	}
+	fs.noteAttr(ex, ino, a, asked, gen)
 	return ex.attr(ino, a)
 }

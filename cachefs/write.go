@@ -25,6 +25,7 @@ func (fs *FS) write(ctx context.Context, cred Cred, id NodeID, off uint64, data 
 	if err != nil {
 		return WriteResult{}, err
 	}
+	gen, asked := n.ex.gen.Load(), fs.now()
 	pre, err := fs.getattr(ctx, cred, &n)
 	if err != nil {
 		return WriteResult{}, err
@@ -40,9 +41,15 @@ func (fs *FS) write(ctx context.Context, cred Cred, id NodeID, off uint64, data 
 		return res, err
 	}
 	got, post, err := fs.writeData(ctx, cred, &n, off, data, stable)
+	if fs.data != nil {
+		// Even a failed write may have changed part of the file.
+		fs.data.invalidate(ctx, n.in.Ino)
+	}
 	if err != nil {
+		fs.fresh.dropAttr(n.in.Ino)
 		return res, err
 	}
+	fs.noteAttr(n.ex, n.in.Ino, post, asked, gen)
 	after := n.ex.attr(n.in.Ino, post)
 	res.Count, res.Committed, res.WCC.After = uint32(len(data)), got, &after
 	return res, nil
@@ -71,10 +78,12 @@ func (fs *FS) Commit(ctx context.Context, cred Cred, id NodeID) (WCC, error) {
 		return WCC{}, fmt.Errorf("commit %s: %w", id, err)
 	}
 	wcc := WCC{Before: preAttr(pre)}
+	gen, asked := n.ex.gen.Load(), fs.now()
 	post, err := fs.commitData(ctx, cred, &n)
 	if err != nil {
 		return wcc, fmt.Errorf("commit %s: %w", id, err)
 	}
+	fs.noteAttr(n.ex, n.in.Ino, post, asked, gen)
 	after := n.ex.attr(n.in.Ino, post)
 	wcc.After = &after
 	return wcc, nil

@@ -22,6 +22,7 @@ var (
 	bucketRoots   = []byte("roots")
 	bucketInodes  = []byte("inodes")
 	bucketIndex   = []byte("fileids")
+	bucketPins    = []byte("pins")
 
 	keySchema     = []byte("schema")
 	keyHandleKey  = []byte("handlekey")
@@ -89,7 +90,7 @@ func Open(path string, opts Options) (*DB, error) {
 // handle key, all in one transaction.
 func (db *DB) init() error {
 	return db.bolt.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketConfig, bucketExports, bucketRoots, bucketInodes, bucketIndex} {
+		for _, name := range [][]byte{bucketConfig, bucketExports, bucketRoots, bucketInodes, bucketIndex, bucketPins} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
@@ -524,6 +525,9 @@ func (db *DB) Forget(ino uint64) error {
 			if err := tx.Bucket(bucketIndex).Delete(indexKey(in.Export, in.FileID)); err != nil {
 				return err
 			}
+		}
+		if err := tx.Bucket(bucketPins).Delete(inoKey(ino)); err != nil {
+			return err
 		}
 		return tx.Bucket(bucketInodes).Delete(inoKey(ino))
 	})

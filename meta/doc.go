@@ -36,6 +36,11 @@
 //	bucket "roots"    u16 export id (BE)  -> record(kindIndex, u64 ino)
 //	bucket "fileids"  u16 export | u64 origin FileID (BE) -> record(kindIndex, u64 ino)
 //	bucket "inodes"   u64 ino (BE)        -> record(kindInode, inode payload)
+//	bucket "pins"     u64 ino (BE)        -> record(kindPin, empty payload)
+//
+// The pins bucket lists the inodes whose cached data is pinned (nascache
+// warm --pin); cachefs re-applies the pins to the chunk store at start.
+// It was added without a schema change: an older build ignores it.
 //
 //	record:  +------+-----+------------------+----------------------+
 //	         | kind | ver | payload          | CRC32C(kind|ver|payload) |

@@ -27,6 +27,7 @@ const (
 	kindExportID  recordKind = 4
 	kindInode     recordKind = 5
 	kindIndex     recordKind = 6
+	kindPin       recordKind = 7
 )
 
 const recordVersion = 1

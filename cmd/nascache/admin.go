@@ -18,16 +18,26 @@ import (
 //
 //	/healthz  200 "ok" once the node serves NFS, 503 before and while stopping
 //	/metrics  Prometheus text format from the node's own registry
+//	/v1/...   the JSON admin API (adminapi.go), once serveAPI was called
+//
+// None of them authenticates: admin_listen binds to localhost by default
+// and must not be exposed beyond the node.
 type adminServer struct {
 	ready  *atomic.Bool
+	gather prometheus.Gatherer
 	srv    *http.Server
 	ln     net.Listener
 	logger zerolog.Logger
+	api    *adminAPI // nil until serveAPI; Run closes it
 }
 
-// newAdminHandler returns the admin mux. ready says whether the node serves.
-func newAdminHandler(ready *atomic.Bool, gather prometheus.Gatherer) http.Handler {
+// newAdminHandler returns the admin mux. ready says whether the node
+// serves; api, when not nil, adds the /v1 routes.
+func newAdminHandler(ready *atomic.Bool, gather prometheus.Gatherer, api *adminAPI) http.Handler {
 	mux := http.NewServeMux()
+	if api != nil {
+		api.register(mux)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if !ready.Load() {
@@ -48,9 +58,10 @@ func listenAdmin(addr string, ready *atomic.Bool, gather prometheus.Gatherer, lo
 		return nil, fmt.Errorf("admin listen %s: %w", addr, err)
 	}
 	return &adminServer{
-		ready: ready,
+		ready:  ready,
+		gather: gather,
 		srv: &http.Server{
-			Handler:           newAdminHandler(ready, gather),
+			Handler:           newAdminHandler(ready, gather, nil),
 			ReadHeaderTimeout: 10 * time.Second,
 		},
 		ln:     ln,
@@ -58,12 +69,23 @@ func listenAdmin(addr string, ready *atomic.Bool, gather prometheus.Gatherer, lo
 	}, nil
 }
 
+// serveAPI adds the /v1 API. Call it before Run; Run then owns api and
+// closes it (stopping its warm jobs) once the HTTP server has stopped.
+func (a *adminServer) serveAPI(api *adminAPI) {
+	a.api = api
+	a.srv.Handler = newAdminHandler(a.ready, a.gather, api)
+}
+
 // Addr is the bound address.
 func (a *adminServer) Addr() net.Addr { return a.ln.Addr() }
 
 // Run serves until ctx is cancelled, then shuts down, giving in-flight
-// requests a few seconds.
+// requests a few seconds, and stops the API's warm jobs.
 func (a *adminServer) Run(ctx context.Context) error {
+	if a.api != nil {
+		// After Shutdown: no request can start a job once Close runs.
+		defer a.api.Close()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- a.srv.Serve(a.ln) }()
 	select {

@@ -19,7 +19,7 @@ func TestAdminHandler(t *testing.T) {
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "nascache_test_total", Help: "test"})
 	reg.MustRegister(c)
 	c.Add(3)
-	h := newAdminHandler(&ready, reg)
+	h := newAdminHandler(&ready, reg, nil)
 	get := func(path string) (int, string) {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
@@ -70,5 +70,41 @@ func TestAdminServerRun(t *testing.T) {
 	}
 	if _, err := http.Get("http://" + a.Addr().String() + "/healthz"); err == nil {
 		t.Error("admin server still answers after Run returned")
+	}
+}
+
+// TestAdminServerStopsWarmJobs: Run owns the API's warm jobs and returns
+// only once they have stopped.
+func TestAdminServerStopsWarmJobs(t *testing.T) {
+	var ready atomic.Bool
+	a, err := listenAdmin("127.0.0.1:0", &ready, prometheus.NewRegistry(), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFakeWarmer()
+	a.serveAPI(newTestAPI(f, adminAPIConfig{}))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	resp, err := http.Post("http://"+a.Addr().String()+"/v1/warm", "application/json", strings.NewReader(`{"paths": ["/data"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /v1/warm = %d", resp.StatusCode)
+	}
+	c := <-f.calls
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run after cancel = %v", err)
+	}
+	select {
+	case <-c.ctx.Done():
+	default:
+		t.Error("Run returned while the warm job's context was live")
+	}
+	if v, _ := a.api.jobs.view(testJobID); v.State != jobCancelled {
+		t.Errorf("job after Run: %s, want cancelled", v.State)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/nascache/nascache/backend/nfs"
+	"github.com/nascache/nascache/cachefs"
 )
 
 // Defaults for keys a config file may leave out.
@@ -30,6 +32,24 @@ const (
 	defaultLogLevel    = "info"
 	defaultLogFormat   = "auto"
 	defaultSquash      = "none"
+	// defaultCacheSize bounds the chunk cache when cache_size is left
+	// out: small enough for any server's data disk, large enough to hold
+	// a useful working set. Production configs set it to most of the
+	// SSD (the README says so).
+	defaultCacheSize = "10GiB"
+	// defaultChunkSize is the unit of the data cache and of origin reads.
+	defaultChunkSize = "1MiB"
+	// defaultOriginConcurrency bounds chunk fetches running against the
+	// origins at once.
+	defaultOriginConcurrency = 16
+	// defaultConsistency is strict: nascache then never shows a client
+	// an older view of the origin than the origin itself (every GETATTR
+	// and READ revalidates, file data is still cached by version), which
+	// is what a client mounting a NAS that others change expects.
+	// immutable and ttl:D are opt-in per export.
+	defaultConsistency = "strict"
+	// maxChunkSize bounds chunk_size.
+	maxChunkSize = 64 << 20
 	// defaultAnonID is nobody/nogroup on Linux: the uid/gid squashed
 	// callers become.
 	defaultAnonID = 65534
@@ -53,6 +73,15 @@ type Config struct {
 	// LogFormat is auto (console on a terminal, JSON otherwise), json or
 	// console.
 	LogFormat string `yaml:"log_format"`
+	// CacheSize bounds the chunk cache under data_dir/chunks, with a
+	// binary or decimal suffix (200GiB, 500GB, 1TiB); 0 turns the data
+	// cache off.
+	CacheSize string `yaml:"cache_size"`
+	// ChunkSize is the data cache's chunk size (1MiB).
+	ChunkSize string `yaml:"chunk_size"`
+	// OriginConcurrency bounds the chunk fetches running against the
+	// origins at once (16).
+	OriginConcurrency int `yaml:"origin_concurrency"`
 	// Exports are the trees clients mount.
 	Exports []ExportConfig `yaml:"exports"`
 }
@@ -75,6 +104,9 @@ type ExportConfig struct {
 	// 65534). Pointers so that an explicit 0 differs from "not set".
 	AnonUID *uint32 `yaml:"anon_uid"`
 	AnonGID *uint32 `yaml:"anon_gid"`
+	// Consistency is strict (default), immutable or ttl:DURATION: how
+	// long attributes and lookups from the origin are trusted.
+	Consistency string `yaml:"consistency"`
 }
 
 // Problem is one thing wrong with a config, with the key at fault in the
@@ -156,6 +188,10 @@ func decodeConfig(data []byte) (*Config, error) {
 		DataDir:     defaultDataDir,
 		LogLevel:    defaultLogLevel,
 		LogFormat:   defaultLogFormat,
+
+		CacheSize:         defaultCacheSize,
+		ChunkSize:         defaultChunkSize,
+		OriginConcurrency: defaultOriginConcurrency,
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -236,6 +272,15 @@ func (c *Config) setDefaults() {
 	if c.LogFormat == "" {
 		c.LogFormat = defaultLogFormat
 	}
+	if c.CacheSize == "" {
+		c.CacheSize = defaultCacheSize
+	}
+	if c.ChunkSize == "" {
+		c.ChunkSize = defaultChunkSize
+	}
+	if c.OriginConcurrency == 0 {
+		c.OriginConcurrency = defaultOriginConcurrency
+	}
 	c.setExportDefaults()
 }
 
@@ -245,6 +290,9 @@ func (c *Config) setExportDefaults() {
 		e := &c.Exports[i]
 		if e.Squash == "" {
 			e.Squash = defaultSquash
+		}
+		if e.Consistency == "" {
+			e.Consistency = defaultConsistency
 		}
 		if e.AnonUID == nil {
 			e.AnonUID = ptr(uint32(defaultAnonID))
@@ -306,6 +354,23 @@ func (c *Config) Validate() error {
 		ps.add("log_format", "%q is not one of auto, json, console", c.LogFormat)
 	}
 
+	cacheBytes, err := c.cacheSizeBytes()
+	if err != nil {
+		ps.add("cache_size", "%v", err)
+	}
+	chunkBytes, err := c.chunkSizeBytes()
+	switch {
+	case err != nil:
+		ps.add("chunk_size", "%v", err)
+	case chunkBytes < 4096 || chunkBytes > maxChunkSize:
+		ps.add("chunk_size", "%q is not in 4KiB..64MiB", c.ChunkSize)
+	case cacheBytes > 0 && cacheBytes < 2*chunkBytes:
+		ps.add("cache_size", "%q holds fewer than two chunks of chunk_size %q", c.CacheSize, c.ChunkSize)
+	}
+	if c.OriginConcurrency < 0 || c.OriginConcurrency > 1024 {
+		ps.add("origin_concurrency", "%d is not in 1..1024", c.OriginConcurrency)
+	}
+
 	if len(c.Exports) == 0 {
 		ps.add("exports", "at least one export is needed")
 	}
@@ -339,8 +404,63 @@ func (c *Config) Validate() error {
 		if !slices.Contains([]string{"none", "root", "all"}, e.Squash) {
 			ps.add(key+".squash", "%q is not one of none, root, all", e.Squash)
 		}
+		if _, err := e.consistency(); err != nil {
+			ps.add(key+".consistency", "%q is not strict, immutable or ttl:DURATION (like ttl:2s)", e.Consistency)
+		}
 	}
 	return ps.err()
+}
+
+// cacheSizeBytes is cache_size in bytes (its default when empty).
+func (c *Config) cacheSizeBytes() (int64, error) {
+	return parseSize(cmp.Or(c.CacheSize, defaultCacheSize))
+}
+
+// chunkSizeBytes is chunk_size in bytes (its default when empty).
+func (c *Config) chunkSizeBytes() (int64, error) {
+	return parseSize(cmp.Or(c.ChunkSize, defaultChunkSize))
+}
+
+// originConcurrency is origin_concurrency (its default when 0).
+func (c *Config) originConcurrency() int {
+	return cmp.Or(c.OriginConcurrency, defaultOriginConcurrency)
+}
+
+// consistency is the export's consistency (its default when empty).
+func (e *ExportConfig) consistency() (cachefs.Consistency, error) {
+	return cachefs.ParseConsistency(cmp.Or(e.Consistency, defaultConsistency))
+}
+
+// sizeUnits are the suffixes parseSize knows, longest first.
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+	{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40},
+	{"B", 1},
+}
+
+// parseSize parses a byte size: a whole number with an optional suffix,
+// binary (KiB, MiB, GiB, TiB; K, M, G, T) or decimal (KB, MB, GB, TB).
+func parseSize(v string) (int64, error) {
+	s := strings.TrimSpace(v)
+	mult := int64(1)
+	for _, u := range sizeUnits {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = strings.TrimSpace(rest), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a size like 200GiB, 500MB or 1048576", v)
+	}
+	if n > 0 && mult > (1<<62)/n {
+		return 0, fmt.Errorf("%q is too large", v)
+	}
+	return n * mult, nil
 }
 
 // parseListenAddr parses host:port where host is an IP literal, empty or

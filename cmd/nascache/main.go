@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
@@ -36,6 +37,8 @@ func main() {
 type env struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// httpClient calls a node's admin API; nil: a default client.
+	httpClient *http.Client
 }
 
 const usage = `usage: nascache <command> [flags]
@@ -46,6 +49,12 @@ commands:
   demo [--dir DIR] [--listen ADDR] [--self-check]
                                serve a generated sample tree; --self-check
                                reads it back through NFS and exits
+  warm [--pin] [--parallelism N] PATH...
+                               load /EXPORT/path trees into a running node's
+                               cache and follow the job (Ctrl-C cancels it)
+  status [--json]              cache, hit ratio, origins of a running node
+                               (warm and status take --admin URL or
+                               --config FILE to find the node)
   version                      print the version
 `
 
@@ -64,6 +73,10 @@ func run(ctx context.Context, args []string, e env) int {
 		err = cmdCheckConfig(rest, e)
 	case "demo":
 		err = cmdDemo(ctx, rest, e)
+	case "warm":
+		err = cmdWarm(ctx, rest, e)
+	case "status":
+		err = cmdStatus(ctx, rest, e)
 	case "version", "--version":
 		fmt.Fprintln(e.stdout, versionString())
 	case "help", "-h", "--help":

@@ -19,6 +19,7 @@ import (
 	"github.com/nascache/nascache/backend/local"
 	"github.com/nascache/nascache/backend/nfs"
 	"github.com/nascache/nascache/cachefs"
+	"github.com/nascache/nascache/chunkstore"
 	"github.com/nascache/nascache/meta"
 	"github.com/nascache/nascache/nfsserver"
 )
@@ -32,6 +33,7 @@ type node struct {
 	logger  zerolog.Logger
 	db      *meta.DB
 	origins []backend.Origin
+	chunks  *chunkstore.Store // nil when cache_size is 0
 	fs      *cachefs.FS
 	srv     *nfsserver.Server
 	admin   *adminServer // nil when admin_listen is empty
@@ -63,7 +65,15 @@ func buildNode(ctx context.Context, cfg *Config, logger zerolog.Logger) (_ *node
 		return nil, err
 	}
 
+	om, err := newOriginMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
 	fsCfg := cachefs.DefaultConfig()
+	if err := n.openChunks(cfg, &fsCfg, logger.With().Str("component", "chunkstore").Logger()); err != nil {
+		return nil, err
+	}
+	fsCfg.Registry = reg
 	srvCfg := nfsserver.DefaultConfig()
 	srvCfg.Listen = cfg.Listen
 	srvCfg.PortmapListen = cfg.PortmapListen
@@ -73,12 +83,19 @@ func buildNode(ctx context.Context, cfg *Config, logger zerolog.Logger) (_ *node
 		if err != nil {
 			return nil, fmt.Errorf("exports[%d] %s: %w", i, e.Path, err)
 		}
-		o, err := openOrigin(ctx, e.Origin, logger.With().Str("export", e.Path).Logger())
+		o, err := openOrigin(e.Origin, logger.With().Str("export", e.Path).Logger(), om.onError(e.Path))
 		if err != nil {
 			return nil, fmt.Errorf("exports[%d].origin %s: %w", i, e.Origin, err)
 		}
 		n.origins = append(n.origins, o)
-		fsCfg.Exports = append(fsCfg.Exports, cachefs.ExportConfig{ID: id, Path: e.Path, Origin: o})
+		if err := om.watch(e.Path, o); err != nil {
+			return nil, fmt.Errorf("exports[%d] %s: metrics: %w", i, e.Path, err)
+		}
+		consistency, err := e.consistency()
+		if err != nil {
+			return nil, fmt.Errorf("exports[%d].consistency: %w", i, err)
+		}
+		fsCfg.Exports = append(fsCfg.Exports, cachefs.ExportConfig{ID: id, Path: e.Path, Origin: o, Consistency: consistency})
 		squash, err := nfsserver.ParseSquash(e.Squash)
 		if err != nil {
 			return nil, fmt.Errorf("exports[%d].squash: %w", i, err)
@@ -115,9 +132,45 @@ func buildNode(ctx context.Context, cfg *Config, logger zerolog.Logger) (_ *node
 	return n, nil
 }
 
+// chunksDir is the chunk store's directory inside data_dir.
+const chunksDir = "chunks"
+
+// openChunks opens the chunk store under data_dir/chunks with the
+// configured capacity and chunk size and puts it into fsCfg; with
+// cache_size 0 it leaves the data cache off. The sizes were checked by
+// Validate.
+func (n *node) openChunks(cfg *Config, fsCfg *cachefs.Config, logger zerolog.Logger) error {
+	capacity, err := cfg.cacheSizeBytes()
+	if err != nil {
+		return fmt.Errorf("cache_size: %w", err)
+	}
+	chunk, err := cfg.chunkSizeBytes()
+	if err != nil {
+		return fmt.Errorf("chunk_size: %w", err)
+	}
+	fsCfg.ChunkSizeBytes = int(chunk)
+	fsCfg.OriginConcurrency = cfg.originConcurrency()
+	if capacity == 0 {
+		return nil
+	}
+	sc := chunkstore.DefaultConfig()
+	sc.Dir = filepath.Join(cfg.DataDir, chunksDir)
+	sc.CapacityBytes = capacity
+	sc.MaxChunkBytes = int(chunk)
+	n.chunks, err = chunkstore.Open(sc, logger)
+	if err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	fsCfg.Chunks = n.chunks
+	return nil
+}
+
 // openOrigin opens the origin an export's URL names. The URL was checked
-// by Validate.
-func openOrigin(ctx context.Context, raw string, logger zerolog.Logger) (backend.Origin, error) {
+// by Validate. An NFS origin that is down does not stop the node from
+// starting: it is mounted in the background (nfs.Open), and until then,
+// and whenever it is down later, calls that need it get NFS3ERR_JUKEBOX
+// (MNT3ERR_SERVERFAULT at mount time) and the state is logged.
+func openOrigin(raw string, logger zerolog.Logger, onError func(op string, err error)) (backend.Origin, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("parse origin: %w", err)
@@ -126,7 +179,7 @@ func openOrigin(ctx context.Context, raw string, logger zerolog.Logger) (backend
 	case "file":
 		return local.New(u.Path, local.Options{Logger: logger})
 	case "nfs":
-		return nfs.New(ctx, raw, nfs.Options{Logger: logger})
+		return nfs.Open(raw, nfs.Options{Logger: logger, OnError: onError})
 	}
 	return nil, fmt.Errorf("origin scheme %q: %w", u.Scheme, errors.ErrUnsupported)
 }
@@ -185,6 +238,11 @@ func (n *node) close() {
 	if n.fs != nil {
 		if err := n.fs.Close(); err != nil {
 			n.logger.Error().Err(err).Msg("close file system")
+		}
+	}
+	if n.chunks != nil {
+		if err := n.chunks.Close(); err != nil {
+			n.logger.Error().Err(err).Msg("close chunk store")
 		}
 	}
 	for _, o := range n.origins {

@@ -1,0 +1,384 @@
+package cachefs
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/nascache/nascache/backend"
+	"github.com/nascache/nascache/cachefs/internal/flight"
+	"github.com/nascache/nascache/chunkstore"
+)
+
+// The data cache. A file's data is cut into chunks of chunkSize bytes,
+// kept in a chunkstore.Store under (inode, origin version, index). The
+// origin version is a digest of the attributes a READ validated (size,
+// mtime, ctime, fileid), taken once per READ, so:
+//
+//   - a changed origin file gets new keys: its old chunks are never served
+//     again and age out of the store;
+//   - one READ never mixes chunks of two versions;
+//   - a chunk is stored only if the origin still has the same version
+//     after the chunk was read from it (one GETATTR after the fetch): a
+//     file rewritten while it was fetched is served to that READ's caller
+//     at most once (the READ is retried with fresh attributes) and never
+//     stored under the old version.
+//
+// A miss is fetched once however many readers wait (flight.Group, keyed
+// by chunk); the waiters are answered as soon as the chunk is read, and
+// the flight then stores it, staying in flight until the store is done so
+// that a reader arriving meanwhile shares the result instead of fetching
+// again.
+//
+// Read-ahead: a per-inode detector sees sequential READs and grows a
+// window (1, 2, 4, ... up to ReadAheadMaxChunks chunks) of chunks fetched
+// ahead in goroutines the FS owns (stopped and waited for by Close). At
+// most half of OriginConcurrency read-ahead fetches run at once; when all
+// slots are busy, read-ahead is skipped, never queued.
+//
+// Lock order: none. seqMu and raMu are leaves, never held together or
+// across I/O.
+
+// maxChunkBytes bounds Config.ChunkSizeBytes.
+const maxChunkBytes = 64 << 20
+
+// readRetries bounds how often one READ starts over because the origin
+// file changed under it before the client gets ErrJukebox (and retries).
+const readRetries = 3
+
+// seqTrackedFiles bounds the sequential detector's table; when full it is
+// cleared (losing only read-ahead windows, which regrow).
+const seqTrackedFiles = 8192
+
+// raTrackedKeys bounds the keys remembered as read ahead, to count the
+// ones a READ later uses.
+const raTrackedKeys = 8192
+
+// dataCache serves file data from a chunk store, filling it from origins.
+type dataCache struct {
+	store     *chunkstore.Store
+	chunkSize uint64
+	raMax     int
+	log       zerolog.Logger
+	m         *metrics
+	flights   *flight.Group[chunkstore.Key, []byte]
+	fetchSem  chan struct{} // one token per origin chunk fetch running
+	raSem     chan struct{} // one token per read-ahead goroutine
+
+	// life is the lifetime of read-ahead work: cancelled by close. It is
+	// a field (not a parameter) because read-ahead outlives the READ that
+	// started it.
+	life context.Context
+	stop context.CancelFunc
+	wg   sync.WaitGroup // read-ahead goroutines
+
+	seqMu sync.Mutex // guards seq
+	seq   map[uint64]*seqState
+
+	raMu   sync.Mutex // guards closed, raKeys, raRing, raNext; wg.Add happens under it
+	closed bool
+	raKeys map[chunkstore.Key]struct{}
+	raRing []chunkstore.Key
+	raNext int
+}
+
+// seqState is what the sequential detector knows of one inode.
+type seqState struct {
+	next   uint64 // where the last READ ended
+	window int    // read-ahead window in chunks; 0: not sequential
+}
+
+func newDataCache(cfg Config, log zerolog.Logger, m *metrics) *dataCache {
+	life, stop := context.WithCancel(context.Background())
+	return &dataCache{
+		store:     cfg.Chunks,
+		chunkSize: uint64(cfg.ChunkSizeBytes),
+		raMax:     cfg.ReadAheadMaxChunks,
+		log:       log,
+		m:         m,
+		flights:   flight.New[chunkstore.Key, []byte](),
+		fetchSem:  make(chan struct{}, cfg.OriginConcurrency),
+		raSem:     make(chan struct{}, max(1, cfg.OriginConcurrency/2)),
+		life:      life,
+		stop:      stop,
+		seq:       make(map[uint64]*seqState),
+		raKeys:    make(map[chunkstore.Key]struct{}),
+		raRing:    make([]chunkstore.Key, raTrackedKeys),
+	}
+}
+
+// close stops read-ahead and every fetch in flight and waits for them.
+func (d *dataCache) close() {
+	d.raMu.Lock()
+	d.closed = true
+	d.raMu.Unlock()
+	d.stop()
+	d.flights.Close()
+	d.wg.Wait()
+}
+
+// versionOf is the origin version of a file with attributes a.
+func versionOf(a backend.Attr) chunkstore.Version {
+	var b [32]byte
+	binary.LittleEndian.PutUint64(b[0:], a.SizeBytes)
+	binary.LittleEndian.PutUint64(b[8:], uint64(a.Mtime.UnixNano()))
+	binary.LittleEndian.PutUint64(b[16:], uint64(a.Ctime.UnixNano()))
+	binary.LittleEndian.PutUint64(b[24:], a.FileID)
+	return chunkstore.VersionOf(b[:])
+}
+
+// chunkLen is the length of chunk idx of a file of size bytes.
+func (d *dataCache) chunkLen(size, idx uint64) int {
+	start := idx * d.chunkSize
+	if start >= size {
+		return 0
+	}
+	return int(min(d.chunkSize, size-start))
+}
+
+// read returns count bytes of n at off, which the caller clipped to the
+// size in a (the attributes it validated for this READ).
+func (d *dataCache) read(ctx context.Context, fs *FS, cred Cred, n *node, a backend.Attr, off uint64, count uint32) ([]byte, error) {
+	ver := versionOf(a)
+	buf := make([]byte, count)
+	end := off + uint64(count)
+	for pos := off; pos < end; {
+		idx := pos / d.chunkSize
+		start := idx * d.chunkSize
+		take := min(end, start+d.chunkSize) - pos
+		dst := buf[pos-off : pos-off+take]
+		key := chunkstore.Key{Ino: n.in.Ino, Version: ver, Index: idx}
+		k, err := d.store.ReadAt(ctx, key, dst, int64(pos-start))
+		switch {
+		case err == nil || (errors.Is(err, io.EOF) && k == len(dst)):
+			d.m.hit(int(take))
+			d.noteUsed(key)
+			pos += take
+			continue
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case errors.Is(err, io.EOF):
+			// Shorter than its version's size: cannot be, so drop it.
+			d.log.Warn().Stringer("chunk", key).Int("got", k).Msg("short chunk dropped")
+			if rerr := d.store.Remove(ctx, key); rerr != nil {
+				d.log.Warn().Err(rerr).Stringer("chunk", key).Msg("remove short chunk")
+			}
+		case errors.Is(err, chunkstore.ErrNotFound), errors.Is(err, chunkstore.ErrCorrupt):
+			// A miss; a corrupt chunk was dropped by the store.
+		default:
+			d.log.Warn().Err(err).Stringer("chunk", key).Msg("chunk read failed; fetching from origin")
+		}
+		data, err := d.fetch(ctx, fs, cred, *n, a, key)
+		if err != nil {
+			return nil, err
+		}
+		d.noteUsed(key)
+		d.m.miss(int(take))
+		copy(dst, data[pos-start:])
+		pos += take
+	}
+	return buf, nil
+}
+
+// fetch returns chunk key of n (whose validated attributes are a) from
+// the cache or, once for all concurrent callers, from the origin, and
+// stores it. It fails with errVersionChanged when the origin file is no
+// longer the version of key.
+func (d *dataCache) fetch(ctx context.Context, fs *FS, cred Cred, n node, a backend.Attr, key chunkstore.Key) ([]byte, error) {
+	clen := d.chunkLen(a.SizeBytes, key.Index)
+	data, _, err := d.flights.Do(ctx, key, func(fctx context.Context, publish flight.Publish[[]byte]) ([]byte, error) {
+		// Another flight may have stored it since the caller missed.
+		if b, err := d.store.Get(fctx, key, make([]byte, 0, clen)); err == nil && len(b) == clen {
+			return b, nil
+		}
+		b, err := d.fetchOrigin(fctx, fs, cred, &n, key, clen)
+		if err != nil {
+			return nil, err
+		}
+		publish(b, nil)
+		if err := d.store.Put(fctx, key, b); err != nil {
+			ev := d.log.Warn()
+			if errors.Is(err, chunkstore.ErrNoSpace) || errors.Is(err, context.Canceled) {
+				ev = d.log.Debug()
+			}
+			ev.Err(err).Stringer("chunk", key).Msg("chunk not cached")
+		}
+		return b, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(data) != clen {
+		return nil, fmt.Errorf("chunk %v: %d bytes, want %d: %w", key, len(data), clen, errVersionChanged)
+	}
+	return data, nil
+}
+
+// fetchOrigin reads chunk key (clen bytes) from the origin and checks that
+// the origin file is still the version of key afterwards.
+func (d *dataCache) fetchOrigin(ctx context.Context, fs *FS, cred Cred, n *node, key chunkstore.Key, clen int) ([]byte, error) {
+	select {
+	case d.fetchSem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-d.fetchSem }()
+	b := make([]byte, clen)
+	got := 0
+	start := key.Index * d.chunkSize
+	t0 := time.Now()
+	err := fs.call(ctx, cred, []*node{n}, func(hs []backend.Handle) error {
+		for got < clen {
+			k, eof, err := n.ex.origin.Read(ctx, cred, hs[0], b[got:], start+uint64(got))
+			got += k
+			if err != nil {
+				return err
+			}
+			if eof || k == 0 {
+				break
+			}
+		}
+		return nil
+	})
+	d.m.originRead(time.Since(t0))
+	if err != nil {
+		return nil, fmt.Errorf("fetch chunk %v: %w", key, err)
+	}
+	if got < clen {
+		return nil, fmt.Errorf("fetch chunk %v: origin gave %d of %d bytes: %w", key, got, clen, errVersionChanged)
+	}
+	after, err := fs.getattrOrigin(ctx, cred, n)
+	if err != nil {
+		return nil, fmt.Errorf("fetch chunk %v: check version: %w", key, err)
+	}
+	if versionOf(after) != key.Version {
+		return nil, fmt.Errorf("fetch chunk %v: %w", key, errVersionChanged)
+	}
+	return b, nil
+}
+
+// readAhead starts fetches of the chunks after a sequential READ of n
+// that ended at end.
+func (d *dataCache) readAhead(fs *FS, cred Cred, n node, a backend.Attr, off, end uint64) {
+	if d.raMax <= 0 || end <= off {
+		return
+	}
+	window := d.sequential(n.in.Ino, off, end)
+	if window == 0 || a.SizeBytes == 0 {
+		return
+	}
+	ver := versionOf(a)
+	last := (end - 1) / d.chunkSize
+	lastOfFile := (a.SizeBytes - 1) / d.chunkSize
+	for idx := last + 1; idx <= min(last+uint64(window), lastOfFile); idx++ {
+		key := chunkstore.Key{Ino: n.in.Ino, Version: ver, Index: idx}
+		if d.store.Contains(key) {
+			continue
+		}
+		select {
+		case d.raSem <- struct{}{}:
+		default:
+			return // the origin is busy enough
+		}
+		if !d.startReadAhead(key, func() {
+			defer func() { <-d.raSem }()
+			if _, err := d.fetch(d.life, fs, cred, n, a, key); err != nil && d.life.Err() == nil {
+				d.log.Debug().Err(err).Stringer("chunk", key).Msg("read-ahead failed")
+			}
+		}) {
+			<-d.raSem
+		}
+	}
+}
+
+// startReadAhead records key as read ahead and runs fn in a goroutine of
+// the cache. It returns false, without running fn, when the cache is
+// closed or key is already read ahead (the caller then returns its
+// read-ahead token itself).
+func (d *dataCache) startReadAhead(key chunkstore.Key, fn func()) bool {
+	d.raMu.Lock()
+	defer d.raMu.Unlock()
+	if d.closed {
+		return false
+	}
+	if _, ok := d.raKeys[key]; ok {
+		return false // already under way or waiting to be used
+	}
+	if old := d.raRing[d.raNext]; old != (chunkstore.Key{}) {
+		delete(d.raKeys, old)
+	}
+	d.raRing[d.raNext] = key
+	d.raNext = (d.raNext + 1) % len(d.raRing)
+	d.raKeys[key] = struct{}{}
+	d.m.readAheadIssued.Add(1)
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// noteUsed counts a READ's use of a chunk that was read ahead.
+func (d *dataCache) noteUsed(key chunkstore.Key) {
+	d.raMu.Lock()
+	_, ok := d.raKeys[key]
+	if ok {
+		delete(d.raKeys, key)
+	}
+	d.raMu.Unlock()
+	if ok {
+		d.m.readAheadUsed.Add(1)
+	}
+}
+
+// sequential feeds the detector with a READ of [off, end) of ino and
+// returns the read-ahead window in chunks (0: not sequential).
+func (d *dataCache) sequential(ino, off, end uint64) int {
+	d.seqMu.Lock()
+	defer d.seqMu.Unlock()
+	st := d.seq[ino]
+	if st == nil {
+		if len(d.seq) >= seqTrackedFiles {
+			clear(d.seq)
+		}
+		st = &seqState{}
+		d.seq[ino] = st
+	}
+	// The client sends several READs at once, so they may arrive a
+	// little out of order: within one chunk of where the last one ended
+	// still counts as sequential. A read from offset 0 starts a run.
+	seq := off == 0 || (off+d.chunkSize >= st.next && off <= st.next+d.chunkSize)
+	switch {
+	case !seq:
+		st.window = 0
+	case st.window == 0:
+		st.window = 1
+	case end/d.chunkSize > st.next/d.chunkSize:
+		st.window = min(st.window*2, d.raMax)
+	}
+	if seq {
+		st.next = max(st.next, end)
+	} else {
+		st.next = end
+	}
+	return st.window
+}
+
+// invalidate drops every cached chunk of ino (after a write through
+// nascache; the new origin version alone would hide them, this frees
+// the space at once).
+func (d *dataCache) invalidate(ctx context.Context, ino uint64) {
+	d.seqMu.Lock()
+	delete(d.seq, ino)
+	d.seqMu.Unlock()
+	if _, err := d.store.RemoveInode(context.WithoutCancel(ctx), ino); err != nil {
+		d.log.Warn().Err(err).Uint64("ino", ino).Msg("drop cached chunks")
+	}
+}
