@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -123,6 +124,16 @@ func buildNode(ctx context.Context, cfg *Config, logger zerolog.Logger) (_ *node
 		if err != nil {
 			return nil, err
 		}
+		var w warmer // nil without a data cache: POST /v1/warm answers 501
+		if n.chunks != nil {
+			w = n.fs
+		}
+		// The admin server's Run owns the warm jobs: at shutdown it stops
+		// HTTP, then cancels the jobs and waits for them.
+		n.admin.serveAPI(newAdminAPI(adminAPIConfig{
+			Warmer: w, Stats: statsSource(n.fs, cfg.Exports, n.origins), // origins[i] serves Exports[i]
+			Exports: cfg.Exports, Version: versionString(), Started: time.Now(),
+		}, logger.With().Str("component", "adminapi").Logger()))
 	}
 	// Last: the server has no Close; only Run releases its listeners,
 	// so nothing may fail after Listen.
