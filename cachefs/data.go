@@ -142,12 +142,11 @@ func (d *dataCache) chunkLen(size, idx uint64) int {
 	return int(min(d.chunkSize, size-start))
 }
 
-// read returns count bytes of n at off, which the caller clipped to the
-// size in a (the attributes it validated for this READ).
-func (d *dataCache) read(ctx context.Context, fs *FS, cred Cred, n *node, a backend.Attr, off uint64, count uint32) ([]byte, error) {
+// read fills buf with the bytes of n at off; the caller clipped len(buf)
+// to the size in a (the attributes it validated for this READ).
+func (d *dataCache) read(ctx context.Context, fs *FS, cred Cred, n *node, a backend.Attr, off uint64, buf []byte) ([]byte, error) {
 	ver := versionOf(a)
-	buf := make([]byte, count)
-	end := off + uint64(count)
+	end := off + uint64(len(buf))
 	for pos := off; pos < end; {
 		idx := pos / d.chunkSize
 		start := idx * d.chunkSize

@@ -113,6 +113,11 @@ type ReadResult struct {
 	Data []byte
 	EOF  bool
 	Attr Attr
+	// Release, when not nil, hands Data's buffer back for reuse. The
+	// caller calls it at most once, after its last use of Data; Data
+	// does not change until then. Not calling it is safe (the buffer is
+	// then garbage collected).
+	Release func()
 }
 
 // WriteResult is what Write returns.

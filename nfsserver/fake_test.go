@@ -35,6 +35,11 @@ type fakeFS struct {
 	gateIno uint64
 	entered chan struct{}
 	release chan struct{}
+
+	// released, when set, makes Read hand out a Release that poisons
+	// the data buffer and reports on this channel: data sent after its
+	// release would arrive poisoned.
+	released chan struct{}
 }
 
 var _ FS = (*fakeFS)(nil)
@@ -205,7 +210,17 @@ func (f *fakeFS) Read(_ context.Context, cred cachefs.Cred, n cachefs.NodeID, of
 		return cachefs.ReadResult{EOF: true, Attr: x.attr}, nil
 	}
 	end := min(uint64(len(x.data)), off+uint64(count))
-	return cachefs.ReadResult{Data: slices.Clone(x.data[off:end]), EOF: end == uint64(len(x.data)), Attr: x.attr}, nil
+	res := cachefs.ReadResult{Data: slices.Clone(x.data[off:end]), EOF: end == uint64(len(x.data)), Attr: x.attr}
+	if ch := f.released; ch != nil {
+		buf := res.Data
+		res.Release = func() {
+			for i := range buf {
+				buf[i] = 0xee
+			}
+			ch <- struct{}{}
+		}
+	}
+	return res, nil
 }
 
 func (f *fakeFS) Write(_ context.Context, cred cachefs.Cred, n cachefs.NodeID, off uint64, data []byte, stable cachefs.Stability) (cachefs.WriteResult, error) {

@@ -275,12 +275,12 @@ func (p *nfsProgram) NfsV3Nfsproc3Read(ctx context.Context, a *nfsv3.Read3args) 
 	if len(data) > int(count) {
 		data = data[:count]
 	}
-	return &nfsv3.Read3res_NFS3_OK{Resok: nfsv3.Read3resok{
+	return &readOK{Read3res_NFS3_OK: nfsv3.Read3res_NFS3_OK{Resok: nfsv3.Read3resok{
 		FileAttributes: postOpAttr(&res.Attr),
 		Count:          uint32(len(data)),
 		Eof:            res.EOF,
 		Data:           data,
-	}}, nil
+	}}, release: res.Release}, nil
 }
 
 func (p *nfsProgram) NfsV3Nfsproc3Write(ctx context.Context, a *nfsv3.Write3args) (nfsv3.Write3res, error) {

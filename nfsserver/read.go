@@ -34,6 +34,9 @@ type tailed interface {
 // readOK is READ3resok whose data is sent as the tail of the record.
 type readOK struct {
 	nfsv3.Read3res_NFS3_OK
+	// release hands the data's buffer back to the FS once the reply has
+	// been written (cachefs.ReadResult.Release); may be nil.
+	release func()
 }
 
 var _ tailed = (*readOK)(nil)
@@ -65,9 +68,6 @@ func readProc(p *nfsProgram, ctx context.Context, r io.Reader) (encodable, error
 		return nil, err
 	}
 	res, _ := p.NfsV3Nfsproc3Read(ctx, &a) // the program never fails a call
-	if ok, isOK := res.(*nfsv3.Read3res_NFS3_OK); isOK {
-		return &readOK{*ok}, nil
-	}
 	return res, nil
 }
 

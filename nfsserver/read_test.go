@@ -82,6 +82,53 @@ func TestReadReplyTail(t *testing.T) {
 	}
 }
 
+// TestReadReleaseAfterWrite checks that a READ's buffer is handed back
+// (cachefs.ReadResult.Release) exactly once per reply and only after the
+// reply went out: the fake poisons the buffer on release, so an early
+// release would deliver poisoned bytes.
+func TestReadReleaseAfterWrite(t *testing.T) {
+	s := startServer(t, nil)
+	const calls = 16
+	s.fs.released = make(chan struct{}, calls)
+	c := dial(t, s.srv.Addr())
+	_, root := s.root(t, 1)
+	f := s.fs.add(root, "f", cachefs.TypeRegular, 0o644)
+	data := bytes.Repeat([]byte{0x5a}, 256<<10)
+	s.fs.mu.Lock()
+	s.fs.nodes[f.Ino].data = data
+	s.fs.mu.Unlock()
+	fh := s.codec.encode(f)
+	for i := range calls {
+		c.send(progNFS, 3, procRead, enc(&nfsv3.Read3args{File: nfsv3.NfsFh3{Data: fh}, Offset: uint64(i) * 1024, Count: 64 << 10}))
+	}
+	for range calls {
+		_, body, r := c.recv()
+		if st := acceptStat(body); st != 0 {
+			t.Fatalf("accept stat %v", st)
+		}
+		res, _, err := nfsv3.ReadRead3res(r)
+		if err != nil {
+			t.Fatalf("decode: %v", err)
+		}
+		ok, isOK := res.(*nfsv3.Read3res_NFS3_OK)
+		if !isOK || !bytes.Equal(ok.Resok.Data, data[:64<<10]) {
+			t.Fatalf("READ reply data wrong (released before it was sent?)")
+		}
+	}
+	for i := range calls {
+		select {
+		case <-s.fs.released:
+		case <-t.Context().Done():
+			t.Fatalf("%d of %d buffers released", i, calls)
+		}
+	}
+	select {
+	case <-s.fs.released:
+		t.Fatalf("more releases than READs")
+	default:
+	}
+}
+
 // TestReadOKEncoding checks that readOK's head followed by its tail and
 // padding is byte for byte what the generated encoder writes.
 func TestReadOKEncoding(t *testing.T) {
@@ -91,7 +138,7 @@ func TestReadOKEncoding(t *testing.T) {
 			FileAttributes: attr, Count: uint32(n), Eof: n%2 == 0, Data: bytes.Repeat([]byte{0xa5}, n),
 		}}
 		want := enc(&res)
-		m := &readOK{res}
+		m := &readOK{Read3res_NFS3_OK: res}
 		head := enc(m)
 		if len(head) != m.GetEncodedSizeBytes() {
 			t.Errorf("%d bytes: head of %d bytes, GetEncodedSizeBytes %d", n, len(head), m.GetEncodedSizeBytes())

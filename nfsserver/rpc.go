@@ -185,6 +185,7 @@ type reply struct {
 	tail      []byte
 	pad       [3]byte // always zero: the XDR padding after tail
 	padLen    int
+	release   func() // called once the reply (and tail) is written; may be nil
 	program   string
 	procedure string
 	status    string
@@ -388,6 +389,9 @@ func (h *rpcHandler) success(rp *reply, xid uint32, res encodable) {
 		h.accepted(rp, xid, &rpcv2.AcceptedReplyData_default{Stat: rpcv2.SYSTEM_ERR})
 		return
 	}
+	if t, ok := res.(*readOK); ok {
+		rp.release = t.release
+	}
 	if t, ok := res.(tailed); ok {
 		rp.tail = t.tail()
 		rp.padLen = padBytes(len(rp.tail))
@@ -529,6 +533,9 @@ func (s *Server) serveConn(ctx context.Context, c *conn, h *rpcHandler) {
 			}
 			s.metrics.observe(rp, time.Since(start))
 			c.write(s, rp)
+			if rp.release != nil {
+				rp.release() // the tail has been written: its buffer may be reused
+			}
 			h.pool.put(rp.buf)
 		}()
 	}
