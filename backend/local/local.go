@@ -114,7 +114,8 @@ func stOf(fi fs.FileInfo) *syscall.Stat_t {
 	return st
 }
 
-func fileType(mode uint32) backend.FileType {
+// FileTypeOf maps a POSIX st_mode to a backend.FileType (0 if unknown).
+func FileTypeOf(mode uint32) backend.FileType {
 	switch mode & syscall.S_IFMT {
 	case syscall.S_IFREG:
 		return backend.TypeRegular
@@ -136,7 +137,7 @@ func fileType(mode uint32) backend.FileType {
 
 func attrOf(st *syscall.Stat_t) backend.Attr {
 	return backend.Attr{
-		Type:      fileType(st.Mode),
+		Type:      FileTypeOf(st.Mode),
 		Mode:      st.Mode & 0o7777,
 		Nlink:     uint32(st.Nlink),
 		UID:       st.Uid,

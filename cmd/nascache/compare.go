@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/nascache/nascache/backend"
+	"github.com/nascache/nascache/backend/local"
 )
 
 // treeReader is what compareTree needs of an origin: a backend.Origin
@@ -152,27 +153,6 @@ func (c *comparer) walk(ctx context.Context, g *errgroup.Group, dir, lp string, 
 	return nil
 }
 
-// fileType maps a local st_mode to a backend.FileType.
-func fileType(mode uint32) backend.FileType {
-	switch mode & syscall.S_IFMT {
-	case syscall.S_IFREG:
-		return backend.TypeRegular
-	case syscall.S_IFDIR:
-		return backend.TypeDirectory
-	case syscall.S_IFLNK:
-		return backend.TypeSymlink
-	case syscall.S_IFBLK:
-		return backend.TypeBlock
-	case syscall.S_IFCHR:
-		return backend.TypeChar
-	case syscall.S_IFSOCK:
-		return backend.TypeSocket
-	case syscall.S_IFIFO:
-		return backend.TypeFIFO
-	}
-	return 0
-}
-
 // compareAttr compares the attributes that must survive the trip through
 // nascache and returns the local stat (nil if it failed).
 func (c *comparer) compareAttr(name, lp string, a backend.Attr) *syscall.Stat_t {
@@ -181,7 +161,7 @@ func (c *comparer) compareAttr(name, lp string, a backend.Attr) *syscall.Stat_t 
 		c.mismatch(name, "local lstat: %v", err)
 		return nil
 	}
-	if t := fileType(st.Mode); t != a.Type {
+	if t := local.FileTypeOf(st.Mode); t != a.Type {
 		c.mismatch(name, "type %s through NFS, %s locally", a.Type, t)
 		return &st
 	}
