@@ -81,6 +81,9 @@ type dataCache struct {
 	seqMu sync.Mutex // guards seq
 	seq   map[uint64]*seqState
 
+	// streams are the read streams of ttl exports (stream.go).
+	streams *streams
+
 	raMu   sync.Mutex // guards closed, raKeys, raRing, raNext; wg.Add happens under it
 	closed bool
 	raKeys map[chunkstore.Key]struct{}
@@ -108,6 +111,7 @@ func newDataCache(cfg Config, log zerolog.Logger, m *metrics) *dataCache {
 		life:      life,
 		stop:      stop,
 		seq:       make(map[uint64]*seqState),
+		streams:   newStreams(),
 		raKeys:    make(map[chunkstore.Key]struct{}),
 		raRing:    make([]chunkstore.Key, raTrackedKeys),
 	}
@@ -232,9 +236,25 @@ func (d *dataCache) fetchOrigin(ctx context.Context, fs *FS, cred Cred, n *node,
 	got := 0
 	start := key.Index * d.chunkSize
 	t0 := time.Now()
+	// checked: every read of the chunk came with the origin's attributes
+	// after it, all of key's version: no GETATTR needed to prove it.
+	checked := false
 	err := fs.call(ctx, cred, []*node{n}, func(hs []backend.Handle) error {
+		got, checked = 0, false
+		ar, withAttr := n.ex.origin.(attrReader)
+		checked = withAttr
 		for got < clen {
-			k, eof, err := n.ex.origin.Read(ctx, cred, hs[0], b[got:], start+uint64(got))
+			var k int
+			var eof bool
+			var err error
+			if withAttr {
+				var a backend.Attr
+				var ok bool
+				k, eof, a, ok, err = ar.ReadAttr(ctx, cred, hs[0], b[got:], start+uint64(got))
+				checked = checked && ok && versionOf(a) == key.Version
+			} else {
+				k, eof, err = n.ex.origin.Read(ctx, cred, hs[0], b[got:], start+uint64(got))
+			}
 			got += k
 			if err != nil {
 				return err
@@ -252,6 +272,9 @@ func (d *dataCache) fetchOrigin(ctx context.Context, fs *FS, cred Cred, n *node,
 	if got < clen {
 		return nil, fmt.Errorf("fetch chunk %v: origin gave %d of %d bytes: %w", key, got, clen, errVersionChanged)
 	}
+	if checked {
+		return b, nil
+	}
 	after, err := fs.getattrOrigin(ctx, cred, n)
 	if err != nil {
 		return nil, fmt.Errorf("fetch chunk %v: check version: %w", key, err)
@@ -260,6 +283,14 @@ func (d *dataCache) fetchOrigin(ctx context.Context, fs *FS, cred Cred, n *node,
 		return nil, fmt.Errorf("fetch chunk %v: %w", key, errVersionChanged)
 	}
 	return b, nil
+}
+
+// attrReader is an origin whose reads also return the file's attributes
+// as they were right after the read (backend/nfs: READ's post-op
+// attributes; backend/local: an fstat), so that a fetched chunk's version
+// is proved without a GETATTR. ok is false when they are not known.
+type attrReader interface {
+	ReadAttr(ctx context.Context, cred backend.Cred, h backend.Handle, p []byte, off uint64) (n int, eof bool, a backend.Attr, ok bool, err error)
 }
 
 // readAhead starts fetches of the chunks after a sequential READ of n
@@ -377,6 +408,7 @@ func (d *dataCache) invalidate(ctx context.Context, ino uint64) {
 	d.seqMu.Lock()
 	delete(d.seq, ino)
 	d.seqMu.Unlock()
+	d.streams.drop(ino)
 	if _, err := d.store.RemoveInode(context.WithoutCancel(ctx), ino); err != nil {
 		d.log.Warn().Err(err).Uint64("ino", ino).Msg("drop cached chunks")
 	}

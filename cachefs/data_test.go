@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -50,6 +51,20 @@ func (o *readOrigin) Read(ctx context.Context, cred backend.Cred, h backend.Hand
 	return o.Origin.Read(ctx, cred, h, p, off)
 }
 
+// ReadAttr counts as a Read; the local origin under it returns the
+// attributes after the read (the path that needs no GETATTR per fetch).
+func (o *readOrigin) ReadAttr(ctx context.Context, cred backend.Cred, h backend.Handle, p []byte, off uint64) (int, bool, backend.Attr, bool, error) {
+	o.reads.Add(1)
+	if o.onRead != nil {
+		o.onRead(off)
+	}
+	return o.Origin.(*local.Origin).ReadAttr(ctx, cred, h, p, off)
+}
+
+// plainReads hides readOrigin's ReadAttr: fetches then check the version
+// with a GETATTR.
+type plainReads struct{ backend.Origin }
+
 func (o *readOrigin) GetAttr(ctx context.Context, cred backend.Cred, h backend.Handle) (backend.Attr, error) {
 	o.getattrs.Add(1)
 	return o.Origin.GetAttr(ctx, cred, h)
@@ -78,6 +93,7 @@ type cacheOpts struct {
 	readAhead      int // ReadAheadMaxChunks; 0: off
 	consistency    cachefs.Consistency
 	now            func() time.Time
+	plainReads     bool // the origin has no ReadAttr
 }
 
 func newCacheHarness(t *testing.T, o cacheOpts) *cacheHarness {
@@ -116,6 +132,10 @@ func (h *cacheHarness) open(t *testing.T, o cacheOpts) {
 		t.Fatal(err)
 	}
 	h.origin = &readOrigin{Origin: lo}
+	var served backend.Origin = h.origin
+	if o.plainReads {
+		served = plainReads{h.origin}
+	}
 	id, err := h.db.ExportID("/data")
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +146,7 @@ func (h *cacheHarness) open(t *testing.T, o cacheOpts) {
 	}
 	h.reg = prometheus.NewRegistry()
 	h.cfg = cachefs.Config{
-		Exports:            []cachefs.ExportConfig{{ID: id, Path: "/data", Origin: h.origin, Consistency: o.consistency}},
+		Exports:            []cachefs.ExportConfig{{ID: id, Path: "/data", Origin: served, Consistency: o.consistency}},
 		Chunks:             h.store,
 		ChunkSizeBytes:     chunkBytes,
 		ReadAheadMaxChunks: ra,
@@ -301,7 +321,13 @@ func TestDataCacheOriginChange(t *testing.T) {
 }
 
 func TestDataCacheNeverMixesVersions(t *testing.T) {
-	h := newCacheHarness(t, cacheOpts{})
+	for _, plain := range []bool{false, true} {
+		t.Run(fmt.Sprintf("plainReads=%v", plain), func(t *testing.T) { testNeverMixesVersions(t, plain) })
+	}
+}
+
+func testNeverMixesVersions(t *testing.T, plain bool) {
+	h := newCacheHarness(t, cacheOpts{plainReads: plain})
 	old := pattern(2*chunkBytes, 5)
 	updated := pattern(2*chunkBytes, 6)
 	h.writeOrigin(t, "f", old, epoch)
@@ -507,5 +533,31 @@ func TestDataCacheOriginKeepsChangingGivesJukebox(t *testing.T) {
 	h.fs.WaitIdle()
 	if st := h.fs.Stats(); st.Chunks != 0 {
 		t.Fatalf("%d chunks stored from a changing file", st.Chunks)
+	}
+}
+
+// An origin whose reads return the attributes after the read proves each
+// fetched chunk's version without a GETATTR; one without pays one per
+// fetch.
+func TestDataCacheFetchVersionCheck(t *testing.T) {
+	for _, plain := range []bool{false, true} {
+		t.Run(fmt.Sprintf("plainReads=%v", plain), func(t *testing.T) {
+			h := newCacheHarness(t, cacheOpts{plainReads: plain, consistency: cachefs.Consistency{Mode: cachefs.ConsistencyImmutable}})
+			const chunks = 8
+			want := pattern(chunks*chunkBytes, 9)
+			h.writeOrigin(t, "f", want, epoch)
+			id, _ := h.lookup(t, "f")
+			before := h.origin.getattrs.Load()
+			if got := h.readAllIdle(t, id, chunkBytes); !bytes.Equal(got, want) {
+				t.Fatal("read differs from the origin")
+			}
+			wantGetattrs := int64(0)
+			if plain {
+				wantGetattrs = chunks
+			}
+			if got := h.origin.getattrs.Load() - before; got != wantGetattrs {
+				t.Fatalf("%d GETATTRs for %d chunk fetches, want %d", got, chunks, wantGetattrs)
+			}
+		})
 	}
 }

@@ -33,6 +33,9 @@ func (fs *FS) read(ctx context.Context, cred Cred, id NodeID, off uint64, count 
 		}
 		// The attributes this READ trusted are out of date.
 		fs.fresh.dropAttr(id.Ino)
+		if fs.data != nil {
+			fs.data.streams.drop(id.Ino)
+		}
 		if try == readRetries {
 			return ReadResult{}, fmt.Errorf("%w: %w", ErrJukebox, err)
 		}
@@ -46,7 +49,7 @@ func (fs *FS) readOnce(ctx context.Context, cred Cred, id NodeID, off uint64, co
 	if err != nil {
 		return ReadResult{}, err
 	}
-	a, err := fs.getattr(ctx, cred, &n)
+	a, err := fs.readAttr(ctx, cred, &n, off)
 	if err != nil {
 		return ReadResult{}, err
 	}
@@ -76,6 +79,35 @@ func (fs *FS) readOnce(ctx context.Context, cred Cred, id NodeID, off uint64, co
 		return ReadResult{}, err
 	}
 	return ReadResult{Data: data, EOF: eof, Attr: n.ex.attr(n.in.Ino, a), Release: release}, nil
+}
+
+// readAttr returns the attributes a READ of n at off validates: the
+// cached or origin ones (getattr), except under ttl with a data cache,
+// where a burst of READs shares one version (stream.go).
+func (fs *FS) readAttr(ctx context.Context, cred Cred, n *node, off uint64) (backend.Attr, error) {
+	c := n.ex.consistency
+	if fs.data == nil || c.Mode != ConsistencyTTL {
+		return fs.getattr(ctx, cred, n)
+	}
+	now := fs.now()
+	if a, ok := fs.data.streams.continued(n.in.Ino, off, now, c.TTL); ok {
+		fs.m.attrHits.Add(1)
+		return a, nil
+	}
+	// A new stream: cached attributes only if they stay usable for at
+	// least the next TTL/2, so that the burst it starts ends before they
+	// are TTL old.
+	if e, ok := fs.fresh.attr(n.in.Ino); ok && fs.usable(n.ex, e.asked, e.gen) && now.Sub(e.asked) < c.TTL/2 {
+		fs.m.attrHits.Add(1)
+		fs.data.streams.start(n.in.Ino, e.a, e.asked, now)
+		return e.a, nil
+	}
+	a, err := fs.getattrOrigin(ctx, cred, n)
+	if err != nil {
+		return a, err
+	}
+	fs.data.streams.start(n.in.Ino, a, now, fs.now())
+	return a, nil
 }
 
 // pooledReadMinBytes: READs at least this large take their buffer from

@@ -82,7 +82,6 @@ func TestCacheSmallerThanTree(t *testing.T) {
 // content on the first read after the change, a ttl:2s export within a
 // bounded poll, and no read ever mixes old and new chunks.
 func TestCacheFreshness(t *testing.T) {
-	t.Skip("KNOWN BUG (issue 5, open): with consistency ttl:2s a kernel-client read after an origin rewrite mixed old and new chunks; must be fixed before this test is re-enabled")
 	requireGuest(t)
 	const chunks = 4
 	// chunk i of version v is filled with one byte, distinct per (v, i), so

@@ -428,6 +428,31 @@ func (o *Origin) Read(ctx context.Context, _ backend.Cred, h backend.Handle, p [
 	return n, eof, nil
 }
 
+// ReadAttr is Read that also returns the file's attributes as they are
+// right after the read (one fstat of the descriptor read from), so a
+// caller can check which version of the file it read without another
+// call. The attributes are always present (true).
+func (o *Origin) ReadAttr(ctx context.Context, _ backend.Cred, h backend.Handle, p []byte, off uint64) (int, bool, backend.Attr, bool, error) {
+	e, obj, err := o.open(ctx, h, false)
+	if err != nil {
+		return 0, false, backend.Attr{}, false, fmt.Errorf("local read at %d: %w", off, err)
+	}
+	defer o.fds.release(e)
+	n := 0
+	if off <= 1<<62 {
+		n, err = e.f.ReadAt(p, int64(off))
+		if err != nil && !errors.Is(err, io.EOF) {
+			return n, false, backend.Attr{}, false, fmt.Errorf("local read %q at %d: %w", obj.path, off, mapErr(err))
+		}
+	}
+	fi, err := e.f.Stat()
+	if err != nil {
+		return n, false, backend.Attr{}, false, fmt.Errorf("local read %q: %w", obj.path, mapErr(err))
+	}
+	a := attrOf(stOf(fi))
+	return n, off+uint64(n) >= a.SizeBytes, a, true, nil
+}
+
 // Write implements backend.Origin.
 func (o *Origin) Write(ctx context.Context, _ backend.Cred, h backend.Handle, p []byte, off uint64, stable backend.Stability) (backend.Stability, backend.Attr, error) {
 	e, obj, err := o.open(ctx, h, true)

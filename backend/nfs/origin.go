@@ -241,43 +241,78 @@ func (o *Origin) ReadLink(ctx context.Context, cred backend.Cred, h backend.Hand
 // split into READs that are all in flight at once; each decodes its data
 // straight into its part of p.
 func (o *Origin) Read(ctx context.Context, cred backend.Cred, h backend.Handle, p []byte, off uint64) (int, bool, error) {
+	n, eof, _, _, err := o.ReadAttr(ctx, cred, h, p, off)
+	return n, eof, err
+}
+
+// ReadAttr is Read that also returns the file's attributes as the server
+// reported them after the read (READ's post-op attributes), so a caller
+// can check which version of the file it read without a GETATTR. ok is
+// false when the server left them out, or when a read that took several
+// READs saw the file at more than one version.
+func (o *Origin) ReadAttr(ctx context.Context, cred backend.Cred, h backend.Handle, p []byte, off uint64) (int, bool, backend.Attr, bool, error) {
 	if err := checkHandle("read", h); err != nil {
-		return 0, false, err
+		return 0, false, backend.Attr{}, false, err
 	}
 	total := 0
+	var attr backend.Attr
+	hasAttr, first := false, true
 	for total < len(p) {
-		n, eof, err := o.readSpan(ctx, cred, h, p[total:], off+uint64(total))
+		n, eof, a, ok, err := o.readSpan(ctx, cred, h, p[total:], off+uint64(total))
 		total += n
-		if err != nil || eof {
-			return total, eof, err
+		if err != nil {
+			return total, false, backend.Attr{}, false, err
+		}
+		switch {
+		case first:
+			attr, hasAttr = a, ok
+		case !ok || !sameVersion(attr, a):
+			hasAttr = false
+		}
+		first = false
+		if eof {
+			return total, true, attr, hasAttr, nil
 		}
 		if n == 0 {
 			break // a server that returns nothing without EOF: do not spin
 		}
 	}
-	return total, false, nil
+	return total, false, attr, hasAttr, nil
+}
+
+// sameVersion reports whether two sets of attributes of one file describe
+// the same content (what a data cache keys its chunks on).
+func sameVersion(a, b backend.Attr) bool {
+	return a.SizeBytes == b.SizeBytes && a.Mtime.Equal(b.Mtime) && a.Ctime.Equal(b.Ctime) && a.FileID == b.FileID
 }
 
 type ioPart struct {
-	n   int
-	eof bool
-	err error
+	n       int
+	eof     bool
+	attr    backend.Attr
+	hasAttr bool
+	err     error
 }
 
 // readSpan reads p at off in rtmax pieces concurrently and returns the
-// length of the complete prefix: it stops at the first short piece.
-func (o *Origin) readSpan(ctx context.Context, cred backend.Cred, h backend.Handle, p []byte, off uint64) (int, bool, error) {
+// length of the complete prefix: it stops at the first short piece. The
+// attributes are those of the pieces of the prefix, if they all had the
+// same version.
+func (o *Origin) readSpan(ctx context.Context, cred backend.Cred, h backend.Handle, p []byte, off uint64) (int, bool, backend.Attr, bool, error) {
 	sess, err := o.session("read")
 	if err != nil {
-		return 0, false, err
+		return 0, false, backend.Attr{}, false, err
 	}
 	size := int(sess.rtmax)
-	parts := make([]ioPart, (len(p)+size-1)/size)
+	parts := make([]ioPart, max(1, (len(p)+size-1)/size))
 	var wg sync.WaitGroup
 	for i := range parts {
 		lo := i * size
 		hi := min(lo+size, len(p))
-		do := func() { parts[i].n, parts[i].eof, parts[i].err = o.read1(ctx, cred, h, p[lo:hi], off+uint64(lo)) }
+		do := func() {
+			pt := &parts[i]
+			pt.n, pt.eof, pt.attr, pt.hasAttr, pt.err = o.read1(ctx, cred, h, p[lo:hi], off+uint64(lo))
+		}
 		if len(parts) == 1 {
 			do()
 			break
@@ -287,19 +322,24 @@ func (o *Origin) readSpan(ctx context.Context, cred backend.Cred, h backend.Hand
 	}
 	wg.Wait()
 	total := 0
+	attr, hasAttr := parts[0].attr, true
 	for i, pt := range parts {
 		total += pt.n
+		if !pt.hasAttr || !sameVersion(attr, pt.attr) {
+			hasAttr = false
+		}
 		want := min(size, len(p)-i*size)
 		if pt.err != nil || pt.eof || pt.n < want {
-			return total, pt.eof && pt.err == nil, pt.err
+			return total, pt.eof && pt.err == nil, attr, hasAttr && pt.err == nil, pt.err
 		}
 	}
-	return total, false, nil
+	return total, false, attr, hasAttr, nil
 }
 
-func (o *Origin) read1(ctx context.Context, cred backend.Cred, h backend.Handle, p []byte, off uint64) (int, bool, error) {
+func (o *Origin) read1(ctx context.Context, cred backend.Cred, h backend.Handle, p []byte, off uint64) (int, bool, backend.Attr, bool, error) {
 	var n int
-	var eof bool
+	var eof, hasAttr bool
+	var attr backend.Attr
 	err := o.call(ctx, "read", procRead, cred, true,
 		func(e *oncrpc.Encoder) {
 			encodeFH(e, h)
@@ -310,7 +350,7 @@ func (o *Origin) read1(ctx context.Context, cred backend.Cred, h backend.Handle,
 			if err := decodeStatus(d); err != nil {
 				return err
 			}
-			decodePostOpAttr(d)
+			attr, hasAttr = decodePostOpAttr(d)
 			count := d.Uint32()
 			eof = d.Bool()
 			n = d.OpaqueInto(p)
@@ -320,9 +360,9 @@ func (o *Origin) read1(ctx context.Context, cred backend.Cred, h backend.Handle,
 			return nil
 		})
 	if err != nil {
-		return 0, false, fmt.Errorf("%w (offset %d)", err, off)
+		return 0, false, backend.Attr{}, false, fmt.Errorf("%w (offset %d)", err, off)
 	}
-	return n, eof, nil
+	return n, eof, attr, hasAttr, nil
 }
 
 type writeResult struct {

@@ -437,12 +437,52 @@ func testReadWrite(t *testing.T, e *env) {
 	if err != nil || n != 0 || !eof {
 		t.Fatalf("read of empty file: %d %v %v", n, eof, err)
 	}
+	testReadAttr(t, e, h, want)
 	// Reading a directory fails.
 	d := e.mkdir(t, e.root, "d")
 	_, _, err = e.o.Read(e.ctx, root, d, buf, 0)
 	wantErr(t, "read of a directory", err, backend.ErrIsDir)
 	_, _, err = e.o.Write(e.ctx, root, d, buf, 0, backend.FileSync)
 	wantErr(t, "write to a directory", err, backend.ErrIsDir)
+}
+
+// attrReader is the optional read that also returns the attributes after
+// the read (backend/nfs and backend/local have it; cachefs uses it to
+// prove a fetched chunk's version without a GETATTR).
+type attrReader interface {
+	ReadAttr(ctx context.Context, cred backend.Cred, h backend.Handle, p []byte, off uint64) (int, bool, backend.Attr, bool, error)
+}
+
+// testReadAttr checks ReadAttr, if the origin has it, on the file h whose
+// content is want: same bytes and eof as Read, and the attributes of the
+// file as GETATTR has them.
+func testReadAttr(t *testing.T, e *env, h backend.Handle, want []byte) {
+	ar, ok := e.o.(attrReader)
+	if !ok {
+		return
+	}
+	ga := e.getattr(t, h)
+	buf := make([]byte, 3<<20)
+	for _, c := range []struct{ off, n int }{{0, len(want)}, {1, 100}, {len(want) - 50, 100}, {len(want) + 10, 10}, {0, 1 << 20}, {4095, 1<<20 + 3}} {
+		p := buf[:c.n]
+		n, eof, a, ok, err := ar.ReadAttr(e.ctx, root, h, p, uint64(c.off))
+		if err != nil {
+			t.Fatalf("ReadAttr at %d+%d: %v", c.off, c.n, err)
+		}
+		wantN := max(0, min(c.n, len(want)-c.off))
+		if n != wantN || (wantN > 0 && !bytes.Equal(p[:n], want[c.off:c.off+n])) {
+			t.Fatalf("ReadAttr at %d+%d: %d bytes, want %d", c.off, c.n, n, wantN)
+		}
+		if eof != (c.off+n >= len(want)) {
+			t.Fatalf("ReadAttr at %d+%d: eof %v", c.off, c.n, eof)
+		}
+		if !ok {
+			t.Fatalf("ReadAttr at %d+%d: no attributes", c.off, c.n)
+		}
+		if a.FileID != ga.FileID || a.SizeBytes != ga.SizeBytes || !a.Mtime.Equal(ga.Mtime) || !a.Ctime.Equal(ga.Ctime) || a.Type != backend.TypeRegular {
+			t.Fatalf("ReadAttr at %d+%d: attributes %+v, GETATTR says %+v", c.off, c.n, a, ga)
+		}
+	}
 }
 
 func testStableWrites(t *testing.T, e *env) {
