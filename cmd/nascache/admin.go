@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,8 @@ import (
 //	/healthz  200 "ok" once the node serves NFS, 503 before and while stopping
 //	/metrics  Prometheus text format from the node's own registry
 //	/v1/...   the JSON admin API (adminapi.go), once serveAPI was called
+//	/debug/pprof/...  Go's profiles (CPU, heap, goroutines, trace), for
+//	          finding where a node spends its time in production
 //
 // None of them authenticates: admin_listen binds to localhost by default
 // and must not be exposed beyond the node.
@@ -48,6 +51,11 @@ func newAdminHandler(ready *atomic.Bool, gather prometheus.Gatherer, api *adminA
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return mux
 }
 

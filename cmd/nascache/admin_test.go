@@ -39,6 +39,9 @@ func TestAdminHandler(t *testing.T) {
 	if code, body := get("/metrics"); code != http.StatusOK || !strings.Contains(body, "nascache_test_total 3") {
 		t.Errorf("/metrics = %d, body lacks the registry's counter:\n%s", code, body)
 	}
+	if code, body := get("/debug/pprof/goroutine?debug=1"); code != http.StatusOK || !strings.Contains(body, "goroutine profile") {
+		t.Errorf("/debug/pprof/goroutine = %d, not a goroutine profile", code)
+	}
 	if code, _ := get("/nothing"); code != http.StatusNotFound {
 		t.Errorf("/nothing = %d, want 404", code)
 	}
