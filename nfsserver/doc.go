@@ -18,8 +18,11 @@
 // arguments do not decode gets GARBAGE_ARGS and the connection lives on;
 // at most Config.MaxInFlightPerConn calls of a connection run at once, and
 // a slot is taken before the next record is read, so a flooding client is
-// held back by TCP flow control; each reply goes out in one Write under
-// the connection's write mutex. A panic while serving a call (a broken
+// held back by TCP flow control. Calls run on the connection's worker
+// goroutines (started as needed, kept until the connection ends, so their
+// grown stacks are reused). Each reply goes out whole and in order of
+// completion: replies that become ready while another is being written
+// are queued and the writer sends them all in one writev. A panic while serving a call (a broken
 // invariant below) is logged with its stack and answered SYSTEM_ERR; the
 // process and the connection live on. Records over 1 MiB of WRITE data plus
 // headers close the connection (the stream cannot be resynchronised).
