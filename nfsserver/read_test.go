@@ -2,6 +2,7 @@ package nfsserver
 
 import (
 	"bytes"
+	"sync"
 	"testing"
 
 	"github.com/buildbarn/go-xdr/pkg/protocols/nfsv3"
@@ -148,4 +149,74 @@ func TestReadOKEncoding(t *testing.T) {
 			t.Errorf("%d bytes: head+tail+pad differs from the generated encoding", n)
 		}
 	}
+}
+
+// TestPipelinedReplies floods one connection with READs of odd sizes sent
+// while replies stream back, so that the connection's workers finish in
+// any order and replies are coalesced into shared writevs: every call must
+// get exactly one well-formed reply with its own bytes.
+func TestPipelinedReplies(t *testing.T) {
+	s := startServer(t, nil)
+	c := dial(t, s.srv.Addr())
+	_, root := s.root(t, 1)
+	f := s.fs.add(root, "f", cachefs.TypeRegular, 0o644)
+	data := make([]byte, 3<<20)
+	for i := range data {
+		data[i] = byte(i*13 + i>>10)
+	}
+	s.fs.mu.Lock()
+	s.fs.nodes[f.Ino].data = data
+	s.fs.mu.Unlock()
+	fh := s.codec.encode(f)
+	const calls = 400
+	type want struct{ off, count uint64 }
+	var mu sync.Mutex // guards wants (the sender adds, the test takes)
+	wants := make(map[uint32]want, calls)
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for i := range calls {
+			off := uint64(i*7919) % uint64(len(data))
+			count := uint64(1 + (i*104729)%(20<<10))
+			if i%10 == 0 {
+				count = maxIOBytes
+			}
+			args := enc(&nfsv3.Read3args{File: nfsv3.NfsFh3{Data: fh}, Offset: off, Count: uint32(count)})
+			mu.Lock()
+			c.xid++
+			xid := c.xid
+			wants[xid] = want{off, count}
+			mu.Unlock()
+			if _, err := c.c.Write(record(callBytes(xid, 2, progNFS, 3, procRead, c.cred, args))); err != nil {
+				t.Errorf("send: %v", err)
+				return
+			}
+		}
+	}()
+	for range calls {
+		xid, body, r := c.recv()
+		mu.Lock()
+		w, ok := wants[xid]
+		delete(wants, xid)
+		mu.Unlock()
+		if !ok {
+			t.Fatalf("reply to unknown or already answered xid %d", xid)
+		}
+		if st := acceptStat(body); st != 0 {
+			t.Fatalf("xid %d: accept stat %v", xid, st)
+		}
+		res, _, err := nfsv3.ReadRead3res(r)
+		if err != nil {
+			t.Fatalf("xid %d: decode: %v", xid, err)
+		}
+		okRes, isOK := res.(*nfsv3.Read3res_NFS3_OK)
+		if !isOK {
+			t.Fatalf("xid %d: %s", xid, statusName(res.GetStatus()))
+		}
+		end := min(w.off+w.count, uint64(len(data)))
+		if !bytes.Equal(okRes.Resok.Data, data[w.off:end]) {
+			t.Fatalf("xid %d: %d bytes at %d, not the file's", xid, len(okRes.Resok.Data), w.off)
+		}
+	}
+	<-sent
 }

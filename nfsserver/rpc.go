@@ -186,6 +186,11 @@ type reply struct {
 	pad       [3]byte // always zero: the XDR padding after tail
 	padLen    int
 	release   func() // called once the reply (and tail) is written; may be nil
+	// slots, when set, is the connection's in-flight semaphore: the
+	// writer frees the call's slot once the reply is written, so queued
+	// replies count against MaxInFlightPerConn and a client that does not
+	// read its replies cannot make the server queue without bound.
+	slots chan struct{}
 	program   string
 	procedure string
 	status    string
@@ -516,14 +521,15 @@ func (s *Server) serveConn(ctx context.Context, c *conn, h *rpcHandler) {
 	defer close(work)
 	workers := 0
 	serve := func(rec *buffer) {
-		defer func() { <-slots }()
 		start := time.Now()
 		rp := h.handleSafely(ctx, c.peer, rec.b)
 		h.pool.put(rec)
 		if rp == nil {
+			<-slots
 			return
 		}
 		s.metrics.observe(rp, time.Since(start))
+		rp.slots = slots // freed by the writer
 		c.send(s, h, rp)
 	}
 	br := bufio.NewReaderSize(c.nc, smallBufBytes)
@@ -576,7 +582,8 @@ func (s *Server) serveConn(ctx context.Context, c *conn, h *rpcHandler) {
 // ready while a write was under way go out together in one writev. A
 // reply's buffers are released once it is written. A failed write closes
 // the connection, which ends the read loop; the replies still queued are
-// dropped (released).
+// dropped (released). Either way each reply's slot is freed after its
+// bytes were handed to the kernel (or dropped).
 func (c *conn) send(s *Server, h *rpcHandler, rp *reply) {
 	c.mu.Lock()
 	c.queue = append(c.queue, rp)
@@ -630,6 +637,9 @@ func (c *conn) writeBatch(s *Server, h *rpcHandler, batch []*reply) {
 			rp.release() // the tail has been written: its buffer may be reused
 		}
 		h.pool.put(rp.buf)
+		if rp.slots != nil {
+			<-rp.slots
+		}
 	}
 }
 
