@@ -82,15 +82,6 @@ func (m *Tmpfs) UsedBytes() (int64, error) {
 	}
 }
 
-// SizeBytes is the size of the tmpfs.
-func (m *Tmpfs) SizeBytes() (int64, error) {
-	var st unix.Statfs_t
-	if err := unix.Statfs(m.Dir, &st); err != nil {
-		return 0, fmt.Errorf("statfs %s: %w", m.Dir, err)
-	}
-	return int64(st.Blocks) * st.Bsize, nil
-}
-
 func sizeOption(sizeBytes int64) string {
 	page := PageBytes()
 	return fmt.Sprintf("size=%d,mode=0700", (sizeBytes+page-1)/page*page)
