@@ -54,12 +54,41 @@
 //
 // Every chunk is charged its file size rounded up to Config.BlockBytes.
 // Put reserves the charge, evicting first, before it creates the temp
-// file, and the charge is released only after the file is unlinked, so the
-// bytes of chunk files on disk (temp files included) never exceed
-// CapacityBytes, even while many Puts run at once. A Put that needs room
-// that other Puts are still writing or unlinking waits for them; if nothing
-// more can be evicted (the rest is pinned), Put fails with ErrNoSpace and
-// the caller serves the data uncached.
+// file, and the charge is released only once the file's blocks are free:
+// after the file is unlinked and closed by every reader that opened it
+// (the file system keeps an unlinked file's blocks until its last close).
+// So the blocks of chunk files (temp files and unlinked files still being
+// read included) never exceed CapacityBytes, even while many Puts, reads
+// and evictions run at once.
+//
+// Each entry counts its readers in an atomic word, taken under the read
+// lock at lookup and dropped after the reader's close; the removal that
+// unlinks the file hands the release of the charge to the last reader
+// (store.go, "Readers keep their chunk charged", has the argument). A hit
+// takes no write lock for this. A reader that had looked a chunk up but
+// opens it only after it was removed misses, rather than read a newer file
+// of the same key that is charged to another entry.
+//
+// A Put that needs room that other Puts are still writing, that is being
+// unlinked, or that readers of unlinked chunks still hold, waits for it
+// (a wait bounded by one write, unlink or read) rather than evict more; if
+// nothing more can be evicted (the rest is pinned), Put fails with
+// ErrNoSpace and the caller serves the data uncached.
+//
+// A write that fails (ENOSPC from a file system fuller than the capacity
+// assumes, an I/O error) makes Put return the error, wrapped (errors.Is
+// finds syscall.ENOSPC); the temp file is deleted and the reservation
+// released, so nothing leaks and later Puts work once there is room. The
+// store does not shrink itself when the file system is full for other
+// reasons: it keeps failing those Puts and the caller keeps serving from
+// the origin.
+//
+// The bound holds for the file system's real usage only if BlockBytes is
+// at least its allocation unit and it does not allocate more than the
+// rounded size (a file system that preallocates beyond the end of file,
+// or needs extra metadata blocks for a fragmented file, can use a little
+// more). The tests check it on a tmpfs of exactly the capacity, which
+// refuses any page beyond it.
 //
 // # Eviction: S3-FIFO
 //
@@ -122,8 +151,10 @@
 //
 // All methods are safe for concurrent use. One RWMutex (Store.mu) guards
 // the index and queues; it is the only lock, and it is never held across
-// file I/O. Get holds the read lock only to find the entry; reads of
-// different chunks, or of the same chunk, run in parallel. The store starts
+// file I/O. Get holds the read lock only to find the entry and count
+// itself as its reader (atomics); reads of different chunks, or of the
+// same chunk, run in parallel. Only the last reader of a chunk unlinked
+// under it takes the write lock, to return its charge. The store starts
 // no long-lived goroutines (Open lists the fanout directories with a few
 // workers and waits for them). Close waits for the operations in flight.
 package chunkstore

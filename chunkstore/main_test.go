@@ -153,6 +153,9 @@ func checkQuiescent(t testing.TB, s *Store) {
 	if err := s.checkInvariants(); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.checkAtRest(); err != nil {
+		t.Fatal(err)
+	}
 	st := s.Stats()
 	u := measureDisk(t, s.cfg)
 	if u.sizeBytes > s.cfg.CapacityBytes || u.chargedBytes > s.cfg.CapacityBytes {
@@ -164,6 +167,34 @@ func checkQuiescent(t testing.TB, s *Store) {
 	}
 }
 
+// checkAtRest verifies what must hold when no operation is in flight: no
+// reader, no fill, no removal, nothing unlinked still open, and the
+// charge of every chunk back to exactly the sum of the readable chunks
+// (plus files that could not be deleted).
+func (s *Store) checkAtRest() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var errs []error
+	var ready int64
+	for k, e := range s.entries {
+		if e.state != stateReady {
+			errs = append(errs, fmt.Errorf("entry %v in state %d at rest", k, e.state))
+		}
+		if n := e.opens.Load(); n != 0 {
+			errs = append(errs, fmt.Errorf("entry %v: opens word %d at rest", k, n))
+		}
+		ready += e.charge
+	}
+	if len(s.unlinkedOpen) != 0 || s.openBytes != 0 || s.fillingBytes != 0 || s.removingBytes != 0 {
+		errs = append(errs, fmt.Errorf("at rest: %d unlinked open entries (%d bytes), %d filling, %d removing",
+			len(s.unlinkedOpen), s.openBytes, s.fillingBytes, s.removingBytes))
+	}
+	if s.usedBytes != ready+s.stuckBytes {
+		errs = append(errs, fmt.Errorf("at rest: used %d != chunks %d + stuck %d", s.usedBytes, ready, s.stuckBytes))
+	}
+	return errors.Join(errs...)
+}
+
 // checkInvariants verifies the accounting under the lock; safe to call
 // concurrently with any operation.
 func (s *Store) checkInvariants() error {
@@ -173,10 +204,18 @@ func (s *Store) checkInvariants() error {
 	if s.usedBytes > s.cfg.CapacityBytes {
 		errs = append(errs, fmt.Errorf("used %d > capacity %d", s.usedBytes, s.cfg.CapacityBytes))
 	}
-	var ready, filling, removing int64
+	var ready, filling, removing, open int64
 	for k, e := range s.entries {
 		if e.key != k || s.byIno[k.Ino][k] != e {
 			errs = append(errs, fmt.Errorf("entry %v indexed wrongly", k))
+		}
+		// An indexed entry's file is not unlinked yet (the bit is set
+		// in the critical section that unindexes it), and only ready
+		// entries are looked up, so only they and entries being removed
+		// can have readers.
+		opens := e.opens.Load()
+		if opens&unlinkedBit != 0 || opens < 0 {
+			errs = append(errs, fmt.Errorf("indexed entry %v: opens word %d", k, opens))
 		}
 		switch e.state {
 		case stateReady:
@@ -186,9 +225,27 @@ func (s *Store) checkInvariants() error {
 			}
 		case stateFilling:
 			filling += e.charge
+			if opens != 0 {
+				errs = append(errs, fmt.Errorf("filling entry %v has %d readers", k, opens/openReader))
+			}
 		case stateRemoving:
 			removing += e.charge
 		}
+	}
+	// Unlinked entries still open: out of the index, bit set. The word
+	// may already be exactly unlinkedBit: the last reader has closed and
+	// is waiting for the write lock to release the charge.
+	for e := range s.unlinkedOpen {
+		open += e.charge
+		if s.entries[e.key] == e {
+			errs = append(errs, fmt.Errorf("unlinked entry %v still indexed", e.key))
+		}
+		if opens := e.opens.Load(); opens&unlinkedBit == 0 || opens < unlinkedBit {
+			errs = append(errs, fmt.Errorf("unlinked open entry %v: opens word %d", e.key, opens))
+		}
+	}
+	if open != s.openBytes {
+		errs = append(errs, fmt.Errorf("unlinked open entries hold %d bytes, counter %d", open, s.openBytes))
 	}
 	if q := s.small.bytes + s.main.bytes + s.pin.bytes; q != ready {
 		errs = append(errs, fmt.Errorf("queues hold %d bytes, ready entries %d", q, ready))
@@ -197,9 +254,9 @@ func (s *Store) checkInvariants() error {
 		errs = append(errs, fmt.Errorf("filling %d (counter %d), removing %d (counter %d)",
 			filling, s.fillingBytes, removing, s.removingBytes))
 	}
-	if want := ready + s.fillingBytes + s.removingBytes + s.stuckBytes; want != s.usedBytes {
-		errs = append(errs, fmt.Errorf("used %d != ready %d + filling %d + removing %d + stuck %d",
-			s.usedBytes, ready, s.fillingBytes, s.removingBytes, s.stuckBytes))
+	if want := ready + s.fillingBytes + s.removingBytes + s.openBytes + s.stuckBytes; want != s.usedBytes {
+		errs = append(errs, fmt.Errorf("used %d != ready %d + filling %d + removing %d + unlinked open %d + stuck %d",
+			s.usedBytes, ready, s.fillingBytes, s.removingBytes, s.openBytes, s.stuckBytes))
 	}
 	for _, q := range []*fifo{&s.small, &s.main, &s.pin} {
 		n, b := 0, int64(0)

@@ -26,18 +26,19 @@ func Open(cfg Config, logger zerolog.Logger) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		cfg:         cfg,
-		log:         logger.With().Str("component", "chunkstore").Logger(),
-		dir:         cfg.Dir,
-		tmpPath:     filepath.Join(cfg.Dir, tmpDir),
-		entries:     make(map[Key]*entry),
-		byIno:       make(map[uint64]map[Key]*entry),
-		pinned:      make(map[uint64]struct{}),
-		small:       fifo{id: queueSmall},
-		main:        fifo{id: queueMain},
-		pin:         fifo{id: queuePinned},
-		ghost:       newGhost(cfg.ghostEntries()),
-		smallTarget: cfg.CapacityBytes * int64(cfg.SmallQueuePercent) / 100,
+		cfg:          cfg,
+		log:          logger.With().Str("component", "chunkstore").Logger(),
+		dir:          cfg.Dir,
+		tmpPath:      filepath.Join(cfg.Dir, tmpDir),
+		entries:      make(map[Key]*entry),
+		byIno:        make(map[uint64]map[Key]*entry),
+		pinned:       make(map[uint64]struct{}),
+		unlinkedOpen: make(map[*entry]struct{}),
+		small:        fifo{id: queueSmall},
+		main:         fifo{id: queueMain},
+		pin:          fifo{id: queuePinned},
+		ghost:        newGhost(cfg.ghostEntries()),
+		smallTarget:  cfg.CapacityBytes * int64(cfg.SmallQueuePercent) / 100,
 	}
 	s.cond = sync.NewCond(&s.mu)
 	s.noAtime.Store(true)

@@ -6,7 +6,8 @@ package chunkstore
 // being written is in stateFilling, one being unlinked is in
 // stateRemoving), and readers work on immutable files that are replaced
 // only by rename and deleted only by unlink, both of which leave an open
-// descriptor valid.
+// descriptor valid. Readers are counted per entry in an atomic word, not
+// under the lock (see "Readers keep their chunk charged").
 
 import (
 	"context"
@@ -55,7 +56,73 @@ type entry struct {
 	// stuck is set by the goroutine that owns a removing entry when its
 	// file could not be unlinked; read under mu when the removal ends.
 	stuck bool
+
+	// opens counts, in units of openReader, the readers that looked the
+	// entry up and have not closed its file yet; bit unlinkedBit is set
+	// once the file is unlinked. See "Readers keep their chunk charged"
+	// below for the protocol; only acquire, endRead and
+	// finishRemoveLocked touch it.
+	opens atomic.Int64
 }
+
+// Readers keep their chunk charged.
+//
+// Unlinking a file that a reader has open frees no disk block until the
+// reader closes it, so the charge of an evicted or removed chunk must
+// outlive both the unlink and every reader that opened the file. The hot
+// path must not take the write lock, so the hand-over is done on one
+// atomic word per entry, e.opens = 2*readers + unlinked:
+//
+//   - acquire (lookup, under mu.RLock, only while state == stateReady)
+//     adds openReader;
+//   - endRead (after the reader closed its descriptor) subtracts
+//     openReader;
+//   - finishRemoveLocked (under mu.Lock, after the unlink returned) adds
+//     unlinkedBit.
+//
+// Whoever makes the word exactly unlinkedBit (no reader left, file
+// unlinked) returns the charge to the free space, and only they do:
+//
+//  1. Every acquire happens before the unlinkedBit is added. acquire runs
+//     under the read lock and needs stateReady; the entry leaves
+//     stateReady under the write lock (detachLocked, evictLocked) in a
+//     critical section that precedes the one adding unlinkedBit. So an
+//     acquire either completed before that (its RLock section ended
+//     before the write lock was taken) or sees another state and takes
+//     nothing. Once unlinkedBit is set the word only goes down.
+//  2. Hence the word passes through the value unlinkedBit exactly once:
+//     at the add of unlinkedBit if no reader is left (the remover sees
+//     the result unlinkedBit and releases under the lock it holds), or
+//     at the decrement of the last reader (which sees the result
+//     unlinkedBit and takes the write lock to release). Before the bit
+//     is set a decrement to 0 releases nothing: the remover still holds
+//     the charge. Atomic read-modify-writes on one word are totally
+//     ordered, so the two sides cannot both see unlinkedBit, and cannot
+//     both miss it.
+//  3. A stuck entry (its unlink failed) never gets unlinkedBit: its file
+//     is still on disk, so its charge stays with stuckBytes whatever the
+//     readers do.
+//
+// A reader that acquired the entry may open its path only after the
+// unlink, when a new Put of the same key may have renamed a new file
+// there. That file is charged to the new entry, which may be evicted
+// while this reader (counted on the old entry) still holds it. To keep
+// every open file under a held charge, read checks the word after its
+// open: if unlinkedBit is not set yet, the old entry has not been
+// unindexed (that happens after the bit is set, in the same critical
+// section), so no new Put of the key has started and the open file is
+// the entry's own; if it is set, read closes the file and misses.
+const (
+	unlinkedBit = 1
+	openReader  = 2
+)
+
+// acquire counts a reader of e. The caller holds s.mu (read or write)
+// and has seen e in stateReady.
+func (e *entry) acquire() { e.opens.Add(openReader) }
+
+// unlinked reports whether e's file has been unlinked (unlinkedBit).
+func (e *entry) unlinked() bool { return e.opens.Load()&unlinkedBit != 0 }
 
 const maxFreq = 3
 
@@ -77,17 +144,24 @@ type Store struct {
 	// hookBeforeRename, if set (tests only), runs after a chunk's temp file
 	// is written and before it is renamed into place.
 	hookBeforeRename func(Key)
-	dir              string
-	tmpPath          string
-	lockFile         *os.File
-	noAtime          atomic.Bool // O_NOATIME still worth trying
-	bufs             sync.Pool   // *[]byte, whole-chunk buffers for partial ReadAt
-	inflight         sync.WaitGroup
-	hits             atomic.Uint64
-	misses           atomic.Uint64
-	puts             atomic.Uint64
-	evictions        atomic.Uint64
-	corrupt          atomic.Uint64
+	// hookWrite, if set (tests only), runs after a chunk's header is
+	// written to its temp file and before the data; an error it returns
+	// fails the write as the file system's would.
+	hookWrite func(Key, *os.File) error
+	// hookReading, if set (tests only), runs while a reader holds a
+	// chunk's file open, before it reads it.
+	hookReading func(Key)
+	dir         string
+	tmpPath     string
+	lockFile    *os.File
+	noAtime     atomic.Bool // O_NOATIME still worth trying
+	bufs        sync.Pool   // *[]byte, whole-chunk buffers for partial ReadAt
+	inflight    sync.WaitGroup
+	hits        atomic.Uint64
+	misses      atomic.Uint64
+	puts        atomic.Uint64
+	evictions   atomic.Uint64
+	corrupt     atomic.Uint64
 
 	// mu guards every field below, and the guarded fields of every entry.
 	mu   sync.RWMutex
@@ -102,13 +176,19 @@ type Store struct {
 	pin     fifo // pinned chunks: in no eviction queue
 	ghost   *ghost
 	// usedBytes is every byte charged against the capacity: ready chunks,
-	// reservations of chunks being written, chunks being unlinked and
-	// files that could not be unlinked. It never exceeds CapacityBytes.
+	// reservations of chunks being written, chunks being unlinked,
+	// unlinked chunks that readers still hold open, and files that could
+	// not be unlinked. It never exceeds CapacityBytes.
 	usedBytes     int64
 	fillingBytes  int64
 	removingBytes int64
-	stuckBytes    int64
-	smallTarget   int64
+	// openBytes is the charge of the entries in unlinkedOpen: out of the
+	// index, file unlinked, but still open by a reader, whose blocks the
+	// file system keeps until the last close.
+	openBytes    int64
+	unlinkedOpen map[*entry]struct{}
+	stuckBytes   int64
+	smallTarget  int64
 }
 
 // Stats is a snapshot of the store's counters.
@@ -144,7 +224,7 @@ func (s *Store) Get(ctx context.Context, key Key, dst []byte) ([]byte, error) {
 	if err != nil {
 		return dst, fmt.Errorf("get chunk %v: %w", key, err)
 	}
-	defer s.inflight.Done()
+	defer s.endRead(e)
 	out, err := s.read(e, dst)
 	if err != nil {
 		return dst, fmt.Errorf("get chunk %v: %w", key, err)
@@ -167,7 +247,7 @@ func (s *Store) ReadAt(ctx context.Context, key Key, p []byte, off int64) (int, 
 	if err != nil {
 		return 0, fmt.Errorf("read chunk %v: %w", key, err)
 	}
-	defer s.inflight.Done()
+	defer s.endRead(e)
 	dataLen := e.size - headerSize
 	if off == 0 && int64(len(p)) >= dataLen {
 		out, err := s.read(e, p[:0])
@@ -208,8 +288,9 @@ func (s *Store) Contains(key Key) bool {
 	return !s.closed && e != nil && e.state == stateReady
 }
 
-// lookup finds a ready entry, records the hit in its frequency and joins
-// the in-flight group; the caller must call s.inflight.Done.
+// lookup finds a ready entry, records the hit in its frequency, counts
+// the caller as its reader and joins the in-flight group; the caller must
+// call s.endRead once it has closed the entry's file.
 func (s *Store) lookup(key Key) (*entry, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -222,11 +303,34 @@ func (s *Store) lookup(key Key) (*entry, error) {
 		return nil, ErrNotFound
 	}
 	e.touch()
+	e.acquire()
 	s.inflight.Add(1)
 	return e, nil
 }
 
+// endRead ends a read begun by lookup, after the entry's file was closed:
+// the last reader of an unlinked chunk returns its charge.
+func (s *Store) endRead(e *entry) {
+	if e.opens.Add(-openReader) == unlinkedBit {
+		s.mu.Lock()
+		s.releaseUnlinkedLocked(e)
+		s.mu.Unlock()
+		s.cond.Broadcast() // Puts waiting for these bytes
+	}
+	s.inflight.Done()
+}
+
+// releaseUnlinkedLocked returns the charge of an unlinked entry whose
+// last reader has gone.
+func (s *Store) releaseUnlinkedLocked(e *entry) {
+	delete(s.unlinkedOpen, e)
+	s.openBytes -= e.charge
+	s.usedBytes -= e.charge
+}
+
 // read appends e's verified data to dst. On damage it drops the entry.
+// The caller is a reader of e (lookup); the descriptor read opens is
+// closed when it returns.
 func (s *Store) read(e *entry, dst []byte) ([]byte, error) {
 	path := s.path(e.key)
 	fd, err := s.openRead(path)
@@ -240,6 +344,16 @@ func (s *Store) read(e *entry, dst []byte) ([]byte, error) {
 		return dst, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer unix.Close(fd) //nolint:errcheck // read-only descriptor: close cannot lose data
+	if e.unlinked() {
+		// Evicted or removed while we opened it: what we opened may be
+		// a newer file of the same key, charged to another entry (see
+		// "Readers keep their chunk charged"). Miss instead.
+		s.misses.Add(1)
+		return dst, ErrNotFound
+	}
+	if s.hookReading != nil {
+		s.hookReading(e.key)
+	}
 	start := len(dst)
 	dataLen := int(e.size - headerSize)
 	dst = slices.Grow(dst, dataLen)[:start+dataLen]
@@ -368,8 +482,8 @@ func (s *Store) Put(ctx context.Context, key Key, data []byte) error {
 	if e == nil {
 		return nil
 	}
-	err = s.write(ctx, key, data)
-	s.commit(e, err == nil)
+	fileLeft, err := s.write(ctx, key, data)
+	s.commit(e, err == nil, fileLeft)
 	if err != nil {
 		return fmt.Errorf("put chunk %v: %w", key, err)
 	}
@@ -412,11 +526,14 @@ func (s *Store) reserve(ctx context.Context, key Key, dataLen int) (*entry, erro
 			s.fillingBytes += charge
 			return e, nil
 		}
-		// Bytes other goroutines are unlinking are about to be free:
-		// evict only what they will not cover, then wait for them. Chunks
-		// other goroutines are writing become evictable when written, so
-		// they are worth waiting for too; pinned chunks are not.
-		if need := charge - free - s.removingBytes; need > 0 {
+		// Bytes other goroutines are unlinking, and unlinked chunks that
+		// readers still have open, are about to be free: evict only what
+		// they will not cover, then wait for them (a wait bounded by one
+		// unlink or one pread; it keeps a chunk cached that evicting more
+		// would lose). Chunks other goroutines are writing become
+		// evictable when written, so they are worth waiting for too;
+		// pinned chunks are not.
+		if need := charge - free - s.removingBytes - s.openBytes; need > 0 {
 			victims := s.evictLocked(need)
 			if len(victims) > 0 {
 				s.mu.Unlock()
@@ -427,7 +544,7 @@ func (s *Store) reserve(ctx context.Context, key Key, dataLen int) (*entry, erro
 				s.finishRemoveLocked(victims, &s.evictions)
 				continue
 			}
-			if s.removingBytes == 0 && s.fillingBytes == 0 {
+			if s.removingBytes == 0 && s.fillingBytes == 0 && s.openBytes == 0 {
 				return nil, fmt.Errorf("%w: %d bytes used of %d, %d pinned, %d undeletable",
 					ErrNoSpace, s.usedBytes, s.cfg.CapacityBytes, s.pin.bytes, s.stuckBytes)
 			}
@@ -437,77 +554,100 @@ func (s *Store) reserve(ctx context.Context, key Key, dataLen int) (*entry, erro
 }
 
 // write puts the chunk file in place: temp file, optional fsync, rename.
-func (s *Store) write(ctx context.Context, key Key, data []byte) (err error) {
+// On failure (ENOSPC from the file system included) it deletes what it
+// wrote: the temp file, or the renamed file if the directory fsync after
+// the rename failed. fileLeft reports that even that failed, so a file
+// of the chunk still takes its blocks.
+func (s *Store) write(ctx context.Context, key Key, data []byte) (fileLeft bool, err error) {
 	var hdr [headerSize]byte
 	encodeHeader(&hdr, key, data)
 	f, err := os.CreateTemp(s.tmpPath, key.fileName()+".*")
 	if err != nil {
-		return err
+		return false, err
 	}
-	tmp := f.Name()
+	path := f.Name() // the temp file, then the chunk file once renamed
 	defer func() {
 		if err != nil {
-			if rmErr := os.Remove(tmp); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) {
+			if rmErr := os.Remove(path); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) {
 				err = errors.Join(err, rmErr)
+				fileLeft = true
 			}
 		}
 	}()
 	if _, err := f.Write(hdr[:]); err != nil {
 		f.Close() //nolint:errcheck // the write error is the one to report
-		return err
+		return false, err
+	}
+	if s.hookWrite != nil {
+		if err := s.hookWrite(key, f); err != nil {
+			f.Close() //nolint:errcheck // the write error is the one to report
+			return false, err
+		}
 	}
 	if _, err := f.Write(data); err != nil {
 		f.Close() //nolint:errcheck // the write error is the one to report
-		return err
+		return false, err
 	}
 	if s.cfg.Sync >= SyncData {
 		if err := f.Sync(); err != nil {
 			f.Close() //nolint:errcheck // the sync error is the one to report
-			return err
+			return false, err
 		}
 	}
 	if err := f.Close(); err != nil {
-		return err
+		return false, err
 	}
 	// A cancelled caller makes no further change (the rename is the one
 	// that publishes the chunk).
 	if err := ctx.Err(); err != nil {
-		return err
+		return false, err
 	}
 	if s.hookBeforeRename != nil {
 		s.hookBeforeRename(key)
 	}
 	final := s.path(key)
-	err = os.Rename(tmp, final)
+	err = os.Rename(path, final)
 	if errors.Is(err, fs.ErrNotExist) {
 		// First chunk of its fanout directory.
 		err = s.makeFanoutDir(filepath.Dir(final))
 		if err == nil {
-			err = os.Rename(tmp, final)
+			err = os.Rename(path, final)
 		}
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
+	// From here a failure removes the chunk file, which commit forgets.
+	path = final
 	if s.cfg.Sync == SyncFull {
 		if err := syncDir(filepath.Dir(final)); err != nil {
-			return err
+			return false, err
 		}
 	}
-	return nil
+	return false, nil
 }
 
 // commit ends a fill: the entry becomes readable, or is removed if the
-// write failed or a Remove came in meanwhile.
-func (s *Store) commit(e *entry, written bool) {
+// write failed or a Remove came in meanwhile. A failed write releases its
+// reservation unless fileLeft says that a file of it could not be
+// deleted, which stays charged (as stuck) until a restart finds it.
+func (s *Store) commit(e *entry, written, fileLeft bool) {
 	s.mu.Lock()
 	s.fillingBytes -= e.charge
 	switch {
 	case !written:
 		s.unindexLocked(e)
-		s.usedBytes -= e.charge
+		if fileLeft {
+			s.stuckBytes += e.charge
+		} else {
+			s.usedBytes -= e.charge
+		}
 		s.mu.Unlock()
 		s.cond.Broadcast()
+		if fileLeft {
+			s.log.Error().Str("chunk", e.key.String()).
+				Msg("cannot delete a failed chunk write; its space stays charged until restart")
+		}
 		return
 	case e.doomed:
 		e.state = stateRemoving
@@ -744,17 +884,26 @@ func (s *Store) detachLocked(e *entry) {
 }
 
 // finishRemoveLocked forgets entries whose files have been unlinked and
-// returns their bytes to the free space; counter, if set, counts them.
+// returns their bytes to the free space, or hands that to their last
+// reader if readers still have the file open; counter, if set, counts
+// them.
 func (s *Store) finishRemoveLocked(victims []*entry, counter *atomic.Uint64) {
 	for _, e := range victims {
-		s.unindexLocked(e)
-		s.removingBytes -= e.charge
-		if e.stuck {
+		// The bit is set before the entry leaves the index: read relies
+		// on that order (see "Readers keep their chunk charged").
+		switch {
+		case e.stuck:
 			// The file is still on disk: keep it charged.
 			s.stuckBytes += e.charge
-		} else {
+		case e.opens.Add(unlinkedBit) == unlinkedBit:
 			s.usedBytes -= e.charge
+		default:
+			// Readers have it open: the last one releases it.
+			s.unlinkedOpen[e] = struct{}{}
+			s.openBytes += e.charge
 		}
+		s.unindexLocked(e)
+		s.removingBytes -= e.charge
 	}
 	if counter != nil {
 		counter.Add(uint64(len(victims)))

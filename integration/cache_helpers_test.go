@@ -8,16 +8,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/nascache/nascache/chunkstore/chunkstoretest"
 )
 
 // cacheExport is an export with the data cache's consistency key.
@@ -63,6 +65,15 @@ type cacheNode struct {
 // size 1 MiB) over exports; it is stopped in t.Cleanup.
 func startCacheNode(t *testing.T, cacheSize string, exports ...cacheExport) *cacheNode {
 	t.Helper()
+	n := newCacheNode(t, cacheSize, exports...)
+	n.launch()
+	return n
+}
+
+// newCacheNode prepares what startCacheNode starts, so that a test can
+// set up data_dir (a mount, say) before launch.
+func newCacheNode(t *testing.T, cacheSize string, exports ...cacheExport) *cacheNode {
+	t.Helper()
 	bin := requireNascache(t)
 	dir := t.TempDir()
 	port := freePort(t)
@@ -82,6 +93,14 @@ func startCacheNode(t *testing.T, cacheSize string, exports ...cacheExport) *cac
 		},
 	}
 	n.nascacheProc.cfg.AdminListen = n.ccfg.AdminListen // read by start's readiness wait
+	return n
+}
+
+// launch starts the node made by newCacheNode and stops it in t.Cleanup
+// (so before the cleanups of anything set up before launch).
+func (n *cacheNode) launch() {
+	t := n.t
+	t.Helper()
 	n.start()
 	t.Cleanup(func() {
 		n.stop()
@@ -92,7 +111,6 @@ func startCacheNode(t *testing.T, cacheSize string, exports ...cacheExport) *cac
 			n.logTail(60)
 		}
 	})
-	return n
 }
 
 // start writes the cache config and starts nascache (the harness's start
@@ -192,63 +210,98 @@ func (n *cacheNode) status() cacheStatusView {
 	return v
 }
 
-// chunkDiskBytes is what the chunk files under data_dir/chunks take on
-// disk: the allocated blocks of every regular file in chunks/ and tmp/
-// (the store's bookkeeping files FORMAT and LOCK are not chunk data).
-func chunkDiskBytes(dataDir string) (int64, error) {
-	var total int64
-	for _, sub := range []string{"chunks", "tmp"} {
-		root := filepath.Join(dataDir, "chunks", sub)
-		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				if os.IsNotExist(err) { // a chunk unlinked under us, or no dir yet
-					return nil
-				}
-				return err
-			}
-			if !d.Type().IsRegular() {
-				return nil
-			}
-			var st syscall.Stat_t
-			if err := syscall.Lstat(path, &st); err != nil {
-				if os.IsNotExist(err) {
-					return nil
-				}
-				return err
-			}
-			total += st.Blocks * 512
-			return nil
-		})
-		if err != nil {
-			return 0, err
-		}
-	}
-	return total, nil
+// chunkDisk is the file system of a node's chunk store: a tmpfs of its
+// own mounted on data_dir/chunks, so that its used pages are the chunk
+// store's and nothing else's. Why this measures the capacity bound
+// honestly:
+//
+//   - One statfs reads the tmpfs's count of allocated pages at one
+//     instant. A walk over the chunk files (st_blocks per file) cannot:
+//     it takes long enough for a chunk to be counted before its unlink
+//     and its replacement after, a sum that never existed.
+//   - The count includes what a walk cannot see: files unlinked while a
+//     reader still has them open (their pages are freed at the last
+//     close) and temp files being written.
+//   - Sampling can miss a short peak, so the tmpfs is also sized at
+//     exactly the capacity plus the store's own FORMAT/LOCK files
+//     (measured once the node has started, before anything is cached):
+//     the kernel checks the size at every page it allocates, so any
+//     instant over the capacity is a write that fails with ENOSPC, which
+//     the node logs ("chunk not cached ... no space left on device") and
+//     the test looks for.
+type chunkDisk struct {
+	*chunkstoretest.Tmpfs
+	baseBytes int64 // the store's bookkeeping files, not chunk data
 }
 
-// sampleChunkDisk samples chunkDiskBytes every 100 ms until the returned
-// stop is called, which returns the largest sample.
-func sampleChunkDisk(t *testing.T, dataDir string) (stop func() int64) {
+// mountChunkDisk mounts a tmpfs on n's chunk directory; call it before
+// n.launch. It is as large as capacityBytes plus headroom until
+// limitToCapacity.
+func mountChunkDisk(t *testing.T, n *cacheNode, capacityBytes int64) *chunkDisk {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		missing(t, "this test mounts a tmpfs for the chunk store and needs root")
+	}
+	dir := filepath.Join(n.ccfg.DataDir, "chunks")
+	return &chunkDisk{Tmpfs: chunkstoretest.MountTmpfs(t, dir, capacityBytes+16*mib)}
+}
+
+// limitToCapacity records what the empty store takes and shrinks the
+// tmpfs to capacityBytes plus that; call it after launch, before any
+// read.
+func (d *chunkDisk) limitToCapacity(t *testing.T, capacityBytes int64) {
+	t.Helper()
+	base, err := d.UsedBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if base > 4*chunkstoretest.PageBytes() {
+		t.Fatalf("the empty chunk store takes %d bytes; expected only its FORMAT and LOCK files", base)
+	}
+	d.baseBytes = base
+	if err := d.Resize(capacityBytes + base); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("chunk tmpfs %s: %d bytes = capacity %d + %d for FORMAT/LOCK", d.Dir, capacityBytes+base, capacityBytes, base)
+}
+
+// chunkBytes is what the chunk files take at this instant.
+func (d *chunkDisk) chunkBytes() (int64, error) {
+	used, err := d.UsedBytes()
+	return used - d.baseBytes, err
+}
+
+// sample reads chunkBytes every 5 ms until the returned stop is called,
+// which returns the largest reading and how many readings were taken.
+func (d *chunkDisk) sample(t *testing.T) (stop func() (peak int64, samples int)) {
 	t.Helper()
 	done := make(chan struct{})
-	result := make(chan int64, 1)
+	type result struct {
+		peak    int64
+		samples int
+	}
+	out := make(chan result, 1)
 	go func() {
-		var peak int64
-		tick := time.NewTicker(100 * time.Millisecond)
+		var r result
+		tick := time.NewTicker(5 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			if b, err := chunkDiskBytes(dataDir); err == nil {
-				peak = max(peak, b)
+			if b, err := d.chunkBytes(); err == nil {
+				r.peak = max(r.peak, b)
+				r.samples++
 			}
 			select {
 			case <-done:
-				result <- peak
+				out <- r
 				return
 			case <-tick.C:
 			}
 		}
 	}()
-	return func() int64 { close(done); return <-result }
+	var r result
+	stopOnce := sync.OnceFunc(func() { close(done); r = <-out })
+	t.Cleanup(stopOnce) // if the test ends before it calls stop
+	return func() (int64, int) { stopOnce(); return r.peak, r.samples }
 }
 
 // cacheLocal is a loopback export of dir with the given consistency.
