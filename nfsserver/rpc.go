@@ -180,17 +180,17 @@ func (argReader) Close() error { return nil }
 // included) and labels for metrics. The record is out, then tail, then
 // pad[:padLen] (tail is the data of a READ, sent where it lies).
 type reply struct {
-	buf       *buffer
-	out       []byte
-	tail      []byte
-	pad       [3]byte // always zero: the XDR padding after tail
-	padLen    int
-	release   func() // called once the reply (and tail) is written; may be nil
+	buf     *buffer
+	out     []byte
+	tail    []byte
+	pad     [3]byte // always zero: the XDR padding after tail
+	padLen  int
+	release func() // called once the reply (and tail) is written; may be nil
 	// slots, when set, is the connection's in-flight semaphore: the
 	// writer frees the call's slot once the reply is written, so queued
 	// replies count against MaxInFlightPerConn and a client that does not
 	// read its replies cannot make the server queue without bound.
-	slots chan struct{}
+	slots     chan struct{}
 	program   string
 	procedure string
 	status    string
