@@ -24,7 +24,6 @@ import (
 	"github.com/buildbarn/go-xdr/pkg/protocols/mount"
 	"github.com/buildbarn/go-xdr/pkg/protocols/nfsv3"
 	"github.com/buildbarn/go-xdr/pkg/protocols/rpcv2"
-	"github.com/buildbarn/go-xdr/pkg/runtime"
 	"github.com/nascache/nascache/cachefs"
 	"github.com/rs/zerolog"
 )
@@ -216,34 +215,31 @@ type rpcHandler struct {
 // handle processes one call record and returns the reply to send, or nil
 // when the record is not a well-formed call (it is dropped, as knfsd does).
 func (h *rpcHandler) handle(ctx context.Context, peer netip.Addr, rec []byte) *reply {
-	r := bytes.NewReader(rec)
-	var msg rpcv2.RpcMsg
-	if _, err := msg.ReadFrom(r); err != nil {
+	cb, argsOff, isCall, err := parseCall(rec)
+	if err != nil {
 		h.log.debug("drop undecodable rpc message", peer, err)
 		return nil
 	}
-	body, ok := msg.Body.(*rpcv2.RpcMsgBody_CALL)
-	if !ok {
+	if !isCall {
 		h.log.debug("drop rpc message that is not a call", peer, nil)
 		return nil
 	}
-	cb := &body.Cbody
-	rp := &reply{program: programName(cb.Prog), procedure: procedureName(cb.Prog, cb.Vers, cb.Proc)}
-	if cb.Rpcvers != 2 {
+	rp := &reply{program: programName(cb.prog), procedure: procedureName(cb.prog, cb.vers, cb.proc)}
+	if cb.rpcvers != 2 {
 		rp.status = "RPC_MISMATCH"
 		var rej rpcv2.RejectedReply_RPC_MISMATCH
 		rej.MismatchInfo.Low, rej.MismatchInfo.High = 2, 2
-		h.denied(rp, msg.Xid, &rej)
+		h.denied(rp, cb.xid, &rej)
 		return rp
 	}
 	ci := &callInfo{peer: peer}
-	switch cb.Cred.Flavor {
+	switch rpcv2.AuthFlavor(cb.credFlavor) {
 	case rpcv2.AUTH_SYS:
-		cred, err := parseAuthSys(cb.Cred.Body)
+		cred, err := parseAuthSys(cb.credBody)
 		if err != nil {
 			h.log.debug("bad AUTH_SYS credentials", peer, err)
 			rp.status = "AUTH_BADCRED"
-			h.denied(rp, msg.Xid, &rpcv2.RejectedReply_AUTH_ERROR{Stat: rpcv2.AUTH_BADCRED})
+			h.denied(rp, cb.xid, &rpcv2.RejectedReply_AUTH_ERROR{Stat: rpcv2.AUTH_BADCRED})
 			return rp
 		}
 		ci.cred = cred
@@ -251,33 +247,37 @@ func (h *rpcHandler) handle(ctx context.Context, peer netip.Addr, rec []byte) *r
 		ci.anonymous = true
 	default:
 		rp.status = "AUTH_TOOWEAK"
-		h.denied(rp, msg.Xid, &rpcv2.RejectedReply_AUTH_ERROR{Stat: rpcv2.AUTH_TOOWEAK})
+		h.denied(rp, cb.xid, &rpcv2.RejectedReply_AUTH_ERROR{Stat: rpcv2.AUTH_TOOWEAK})
 		return rp
 	}
 	ctx = withCallInfo(ctx, ci)
+	r := bytes.NewReader(rec[argsOff:])
 	args := argReader{r}
 	switch {
-	case h.nfsProg != nil && cb.Prog == progNFS && cb.Vers == 3:
-		res, handled, err := nameProc(h.nfsProg, ctx, cb.Proc, r)
+	case h.nfsProg != nil && cb.prog == progNFS && cb.vers == 3:
+		res, handled, err := fastProc(h.nfsProg, ctx, cb.proc, rec[argsOff:])
+		if !handled {
+			res, handled, err = nameProc(h.nfsProg, ctx, cb.proc, r)
+		}
 		switch {
 		case handled && err != nil:
-			h.garbage(rp, msg.Xid, err, peer)
+			h.garbage(rp, cb.xid, err, peer)
 			return rp
 		case handled:
-			h.success(rp, msg.Xid, res)
+			h.success(rp, cb.xid, res)
 			return rp
 		}
-		h.dispatch(ctx, rp, msg.Xid, h.nfs, cb.Vers, cb.Proc, args, peer)
-	case h.nfsProg != nil && cb.Prog == progMount && cb.Vers == 3:
-		h.dispatch(ctx, rp, msg.Xid, h.mount, cb.Vers, cb.Proc, args, peer)
-	case h.nfsProg != nil && (cb.Prog == progNFS || cb.Prog == progMount):
+		h.dispatch(ctx, rp, cb.xid, h.nfs, cb.vers, cb.proc, args, peer)
+	case h.nfsProg != nil && cb.prog == progMount && cb.vers == 3:
+		h.dispatch(ctx, rp, cb.xid, h.mount, cb.vers, cb.proc, args, peer)
+	case h.nfsProg != nil && (cb.prog == progNFS || cb.prog == progMount):
 		var d rpcv2.AcceptedReplyData_PROG_MISMATCH
 		d.MismatchInfo.Low, d.MismatchInfo.High = 3, 3
-		h.accepted(rp, msg.Xid, &d)
-	case cb.Prog == progPortmap && h.portmap != nil:
-		h.portmap.handle(rp, h, peer, msg.Xid, cb.Vers, cb.Proc, r)
+		h.accepted(rp, cb.xid, &d)
+	case cb.prog == progPortmap && h.portmap != nil:
+		h.portmap.handle(rp, h, peer, cb.xid, cb.vers, cb.proc, r)
 	default:
-		h.accepted(rp, msg.Xid, &rpcv2.AcceptedReplyData_default{Stat: rpcv2.PROG_UNAVAIL})
+		h.accepted(rp, cb.xid, &rpcv2.AcceptedReplyData_default{Stat: rpcv2.PROG_UNAVAIL})
 	}
 	return rp
 }
@@ -308,35 +308,28 @@ func (h *rpcHandler) handleSafely(ctx context.Context, peer netip.Addr, rec []by
 // because go-xdr reads machinename as ASCII only, and a host name is no
 // reason to refuse a call.
 func parseAuthSys(body []byte) (cachefs.Cred, error) {
-	r := bytes.NewReader(body)
+	x := xdrBytes{b: body}
 	var cred cachefs.Cred
-	_, _, err := runtime.ReadUnsignedInt(r) // stamp
-	if err == nil {
-		_, _, err = runtime.ReadVariableLengthOpaque(r, maxMachineNameBytes)
-	}
-	if err == nil {
-		cred.UID, _, err = runtime.ReadUnsignedInt(r)
-	}
-	if err == nil {
-		cred.GID, _, err = runtime.ReadUnsignedInt(r)
-	}
-	var n uint32
-	if err == nil {
-		n, _, err = runtime.ReadUnsignedInt(r)
-	}
-	if err == nil && n > maxAuthSysGIDs {
+	x.u32()                       // stamp
+	x.opaque(maxMachineNameBytes) // machinename
+	cred.UID = x.u32()
+	cred.GID = x.u32()
+	n := x.u32()
+	var err error
+	switch {
+	case x.err != nil:
+		err = x.err
+	case n > maxAuthSysGIDs:
 		err = fmt.Errorf("%d gids, over %d", n, maxAuthSysGIDs)
-	}
-	if err == nil && n > 0 {
+	case n > 0:
 		cred.GIDs = make([]uint32, n)
 		for i := range cred.GIDs {
-			if cred.GIDs[i], _, err = runtime.ReadUnsignedInt(r); err != nil {
-				break
-			}
+			cred.GIDs[i] = x.u32()
 		}
+		err = x.err
 	}
-	if err == nil && r.Len() != 0 {
-		err = fmt.Errorf("%d trailing bytes", r.Len())
+	if err == nil && x.off != len(body) {
+		err = fmt.Errorf("%d trailing bytes", len(body)-x.off)
 	}
 	if err != nil {
 		return cachefs.Cred{}, fmt.Errorf("decode AUTH_SYS: %w", err)
