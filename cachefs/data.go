@@ -296,8 +296,8 @@ type attrReader interface {
 // readAhead starts fetches of the chunks after a sequential READ of n
 // that ended at end.
 func (d *dataCache) readAhead(fs *FS, cred Cred, n node, a backend.Attr, off, end uint64) {
-	if d.raMax <= 0 || end <= off {
-		return
+	if d.raMax <= 0 || end <= off || end >= a.SizeBytes {
+		return // nothing after this READ: no detector state for small files
 	}
 	window := d.sequential(n.in.Ino, off, end)
 	if window == 0 || a.SizeBytes == 0 {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,8 +21,8 @@ const maxHealDepth = 256
 // FS is the file system nfsserver serves. All methods are safe for
 // concurrent use.
 type FS struct {
-	// readBufs holds *[]byte of maxReadBytes for large READs (readBuf).
-	readBufs sync.Pool
+	// readBufs holds buffers of maxReadBytes for large READs (readBuf).
+	readBufs bufList
 	db       *meta.DB
 	log      zerolog.Logger
 	exports  map[uint16]*export

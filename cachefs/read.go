@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/nascache/nascache/backend"
 )
@@ -122,12 +123,42 @@ func (fs *FS) readBuf(count uint32) ([]byte, func()) {
 	if count < pooledReadMinBytes {
 		return make([]byte, count), func() {}
 	}
-	bp, ok := fs.readBufs.Get().(*[]byte)
-	if !ok {
-		b := make([]byte, maxReadBytes)
-		bp = &b
+	b := fs.readBufs.get()
+	return b[:count], func() { fs.readBufs.put(b) }
+}
+
+// readBufKept bounds the idle READ buffers kept (of maxReadBytes each).
+const readBufKept = 64
+
+// bufList is a bounded free list of maxReadBytes buffers. Unlike a
+// sync.Pool it survives garbage collections: with a pool, every GC cycle
+// dropped the idle megabyte buffers and the next READs allocated (and
+// zeroed) them again, a quarter of the bytes allocated while serving warm
+// small files.
+type bufList struct {
+	mu   sync.Mutex // guards free
+	free [][]byte
+}
+
+func (l *bufList) get() []byte {
+	l.mu.Lock()
+	if n := len(l.free); n > 0 {
+		b := l.free[n-1]
+		l.free[n-1] = nil
+		l.free = l.free[:n-1]
+		l.mu.Unlock()
+		return b
 	}
-	return (*bp)[:count], func() { fs.readBufs.Put(bp) }
+	l.mu.Unlock()
+	return make([]byte, maxReadBytes)
+}
+
+func (l *bufList) put(b []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.free) < readBufKept {
+		l.free = append(l.free, b[:cap(b)])
+	}
 }
 
 // readData fills buf with file data of n at off (len(buf) was clipped by
