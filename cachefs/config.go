@@ -35,7 +35,7 @@ type Config struct {
 	// evicted like any cold data. At most the store's MaxChunkBytes.
 	ChunkSizeBytes int
 	// OriginConcurrency bounds the chunk fetches (demand and read-ahead)
-	// running against the origins at once (16 when zero); read-ahead may
+	// running against the origins at once (32 when zero: as many READs as a client keeps in flight); read-ahead may
 	// use at most half of it, so demand reads always find a slot soon.
 	OriginConcurrency int
 	// ReadAheadMaxChunks is the largest read-ahead window, in chunks, of
@@ -66,7 +66,7 @@ type ExportConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		InodeCacheEntries: 65536, ListingCacheEntries: 1_000_000, ListingCacheSnapshots: 64,
-		ChunkSizeBytes: 1 << 20, OriginConcurrency: 16, ReadAheadMaxChunks: 8,
+		ChunkSizeBytes: 1 << 20, OriginConcurrency: 32, ReadAheadMaxChunks: 8,
 	}
 }
 

@@ -41,7 +41,7 @@ const (
 	defaultChunkSize = "1MiB"
 	// defaultOriginConcurrency bounds chunk fetches running against the
 	// origins at once.
-	defaultOriginConcurrency = 16
+	defaultOriginConcurrency = 32
 	// defaultConsistency is strict: nascache then never shows a client
 	// an older view of the origin than the origin itself (every GETATTR
 	// and READ revalidates, file data is still cached by version), which
@@ -80,7 +80,7 @@ type Config struct {
 	// ChunkSize is the data cache's chunk size (1MiB).
 	ChunkSize string `yaml:"chunk_size"`
 	// OriginConcurrency bounds the chunk fetches running against the
-	// origins at once (16).
+	// origins at once (32).
 	OriginConcurrency int `yaml:"origin_concurrency"`
 	// Exports are the trees clients mount.
 	Exports []ExportConfig `yaml:"exports"`
