@@ -46,6 +46,7 @@ type cacheStatusView struct {
 		CapacityBytes     int64 `json:"capacity_bytes"`
 		PinnedBytes       int64 `json:"pinned_bytes"`
 		Evictions         int64 `json:"evictions"`
+		CorruptChunks     int64 `json:"corrupt_chunks"`
 		Hits              int64 `json:"hits"`
 		Misses            int64 `json:"misses"`
 		CacheBytesServed  int64 `json:"cache_bytes_served"`

@@ -360,3 +360,96 @@ func TestWarmPinEvict(t *testing.T) {
 			final.Cache.CacheBytesServed-scanned.Cache.CacheBytesServed)
 	}
 }
+
+// TestCacheCorruptChunkRefetched damages chunk files on the node's disk
+// behind its back (a flipped data byte, a flipped header byte, a file cut
+// short) and reads the file again with libnfs: every byte must be right
+// (the damaged chunks are detected by their checksums, dropped and fetched
+// again from the origin), and the node must count them.
+func TestCacheCorruptChunkRefetched(t *testing.T) {
+	requireTools(t, "nfs-cp")
+	origin := t.TempDir()
+	local := t.TempDir()
+	const size = 8 * mib
+	want := writeRandomFile(t, filepath.Join(origin, "f.bin"), size, 91)
+	n := startCacheNode(t, "64MiB", cacheLocal("/data", origin, "strict"))
+	url := n.server("/data").libnfsURL("f.bin")
+	if _, err := runTool(t, "nfs-cp", url, filepath.Join(local, "first.bin")); err != nil {
+		t.Fatalf("first read: %v", err)
+	}
+	if got := sha256File(t, filepath.Join(local, "first.bin")); got != want {
+		t.Fatalf("first read: sha256 %s, want %s", got, want)
+	}
+	// Wait (bounded) for the 8 chunks the first read stored.
+	var chunks []string
+	deadline := time.Now().Add(30 * time.Second)
+	for len(chunks) < size/mib {
+		var err error
+		chunks, err = filepath.Glob(filepath.Join(n.ccfg.DataDir, "chunks", "chunks", "*", "*"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d chunk files after the first read, want %d", len(chunks), size/mib)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	damage := []struct {
+		what string
+		fn   func(f *os.File) error
+	}{
+		{"data byte flipped", func(f *os.File) error { return flipByte(f, 64+12345) }},
+		{"header byte flipped", func(f *os.File) error { return flipByte(f, 40) }},
+		{"file cut short", func(f *os.File) error { return f.Truncate(64 + 1000) }},
+		{"last data byte flipped", func(f *os.File) error { return flipByte(f, 64+mib-1) }},
+	}
+	for i, d := range damage {
+		f, err := os.OpenFile(chunks[i], os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.fn(f); err != nil {
+			t.Fatalf("%s: %v", d.what, err)
+		}
+		f.Close()
+		t.Logf("%s: %s", d.what, chunks[i])
+	}
+	before := n.status()
+	if _, err := runTool(t, "nfs-cp", url, filepath.Join(local, "second.bin")); err != nil {
+		t.Fatalf("read after the damage: %v", err)
+	}
+	if got := sha256File(t, filepath.Join(local, "second.bin")); got != want {
+		t.Fatalf("read after the damage: sha256 %s, want %s: a damaged chunk was served", got, want)
+	}
+	after := n.status()
+	if got := after.Cache.CorruptChunks - before.Cache.CorruptChunks; got != int64(len(damage)) {
+		t.Errorf("corrupt_chunks went up by %d, want %d", got, len(damage))
+	}
+	if got := after.Cache.OriginBytesServed - before.Cache.OriginBytesServed; got != int64(len(damage))*mib {
+		t.Errorf("origin served %d bytes on the second read, want %d (the damaged chunks only)", got, len(damage)*mib)
+	}
+	// A third read is served wholly from the cache: the refetched chunks
+	// were stored again, whole.
+	if _, err := runTool(t, "nfs-cp", url, filepath.Join(local, "third.bin")); err != nil {
+		t.Fatalf("third read: %v", err)
+	}
+	if got := sha256File(t, filepath.Join(local, "third.bin")); got != want {
+		t.Fatalf("third read: sha256 %s, want %s", got, want)
+	}
+	final := n.status()
+	if final.Cache.OriginBytesServed != after.Cache.OriginBytesServed || final.Cache.CorruptChunks != after.Cache.CorruptChunks {
+		t.Errorf("third read: origin bytes %d -> %d, corrupt %d -> %d; want it all from the cache",
+			after.Cache.OriginBytesServed, final.Cache.OriginBytesServed, after.Cache.CorruptChunks, final.Cache.CorruptChunks)
+	}
+}
+
+// flipByte inverts the byte at off of f.
+func flipByte(f *os.File, off int64) error {
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		return err
+	}
+	b[0] ^= 0xff
+	_, err := f.WriteAt(b, off)
+	return err
+}

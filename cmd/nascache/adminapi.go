@@ -97,6 +97,9 @@ type cacheStatus struct {
 	CapacityBytes int64 `json:"capacity_bytes"`
 	PinnedBytes   int64 `json:"pinned_bytes"`
 	Evictions     int64 `json:"evictions"`
+	// CorruptChunks counts chunks that failed their checksum on read and
+	// were dropped (and fetched again from the origin).
+	CorruptChunks int64 `json:"corrupt_chunks"`
 	// Hits and Misses count chunk reads.
 	Hits   int64 `json:"hits"`
 	Misses int64 `json:"misses"`
@@ -161,7 +164,8 @@ func statsSource(fs statser, exports []ExportConfig, origins []backend.Origin) f
 		if st.DataCache {
 			c := &cacheStatus{
 				CachedBytes: st.CachedBytes, CapacityBytes: st.CapacityBytes, PinnedBytes: st.PinnedBytes,
-				Evictions: int64(st.Evictions), Hits: int64(st.ChunkHits), Misses: int64(st.ChunkMisses),
+				Evictions: int64(st.Evictions), CorruptChunks: int64(st.CorruptChunks),
+				Hits: int64(st.ChunkHits), Misses: int64(st.ChunkMisses),
 				CacheBytesServed: int64(st.CacheBytesServed), OriginBytesServed: int64(st.OriginBytesServed),
 			}
 			if st.OriginFetches > 0 {

@@ -52,6 +52,9 @@ func renderStatus(w io.Writer, v statusView) error {
 		}
 		fmt.Fprintf(tw, "served\t%s from cache, %s from origin\n", formatBytes(float64(c.CacheBytesServed)), formatBytes(float64(c.OriginBytesServed)))
 		fmt.Fprintf(tw, "evictions\t%d\n", c.Evictions)
+		if c.CorruptChunks > 0 {
+			fmt.Fprintf(tw, "corrupt chunks\t%d (dropped and fetched again)\n", c.CorruptChunks)
+		}
 		lat := "- (no origin reads yet)"
 		if c.OriginLatencySeconds != nil {
 			lat = formatLatency(*c.OriginLatencySeconds) + " per chunk fetch"
