@@ -413,3 +413,14 @@ func (d *dataCache) invalidate(ctx context.Context, ino uint64) {
 		d.log.Warn().Err(err).Uint64("ino", ino).Msg("drop cached chunks")
 	}
 }
+
+// WaitIdle waits until read-ahead and every chunk fetch, including the
+// store of what it fetched, have finished. It is for callers whose figures
+// must be exact between two steps (tests, the demo's self-check); nothing
+// may read concurrently.
+func (fs *FS) WaitIdle() {
+	if fs.data != nil {
+		fs.data.wg.Wait()
+		fs.data.flights.Wait()
+	}
+}

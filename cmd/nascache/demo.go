@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nascache/nascache/backend/nfs"
+	"github.com/nascache/nascache/cachefs"
 )
 
 // demoExport is the export path of the demo tree.
@@ -61,6 +62,7 @@ func cmdDemo(ctx context.Context, args []string, e env) error {
 		DataDir:     filepath.Join(tmp, "data"),
 		LogLevel:    *logLevel,
 		LogFormat:   "auto",
+		CacheSize:   demoCacheSize,
 		Exports:     []ExportConfig{{Path: demoExport, Origin: "file://" + tree}},
 	}
 	cfg.setDefaults()
@@ -88,22 +90,47 @@ func cmdDemo(ctx context.Context, args []string, e env) error {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- n.Run(runCtx, "") }()
-	rep, checkErr := checkTree(ctx, tree, nfsURL(addr, demoExport))
+	// Two passes: the first fills the data cache from the origin, the
+	// second must be served from it.
+	var reps [2]report
+	var stats [2]cachefs.Stats
+	var checkErr error
+	for i := range reps {
+		if reps[i], checkErr = checkTree(ctx, tree, nfsURL(addr, demoExport)); checkErr != nil {
+			break
+		}
+		n.fs.WaitIdle() // chunks being stored are in the cache before we count
+		stats[i] = n.fs.Stats()
+	}
 	stop()
 	runErr := <-done
 	fmt.Fprintln(e.stdout)
 	if checkErr != nil {
 		return fmt.Errorf("self-check: %w", checkErr)
 	}
-	rep.print(e.stdout)
+	mismatches := 0
+	for i, rep := range reps {
+		fmt.Fprintf(e.stdout, "pass %d (%s):\n", i+1, [2]string{"cold: the cache fills from the origin", "warm: served from the cache"}[i])
+		rep.print(e.stdout)
+		mismatches += len(rep.Mismatches)
+	}
+	warmFetches := stats[1].OriginFetches - stats[0].OriginFetches
+	warmHits := stats[1].ChunkHits - stats[0].ChunkHits
+	fmt.Fprintf(e.stdout, "cache: %d chunks (%.1f MiB) fetched from the origin in pass 1; pass 2: %d chunk hits, %d origin fetches\n",
+		stats[0].OriginFetches, float64(stats[0].OriginBytesServed)/(1<<20), warmHits, warmFetches)
 	switch {
 	case runErr != nil:
 		return runErr
-	case len(rep.Mismatches) > 0:
-		return fmt.Errorf("self-check: %d mismatch(es)", len(rep.Mismatches))
+	case mismatches > 0:
+		return fmt.Errorf("self-check: %d mismatch(es)", mismatches)
+	case warmFetches > 0 || warmHits == 0:
+		return fmt.Errorf("self-check: the second pass was not served from the cache (%d hits, %d origin fetches)", warmHits, warmFetches)
 	}
 	return nil
 }
+
+// demoCacheSize bounds the demo's data cache (in its temporary data_dir).
+const demoCacheSize = "256MiB"
 
 // reachable returns addr with an unspecified IP (0.0.0.0, ::) replaced by
 // the loopback address, which the self-check and the printed commands use.
