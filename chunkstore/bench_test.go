@@ -115,10 +115,24 @@ const smallFile = 110 << 10
 // process's user+system CPU per read, which the neighbours' load on a
 // shared machine changes far less than the wall time.
 func BenchmarkReadAt110KiB(b *testing.B) {
-	s, keys := filledStoreOf(b, 512, smallFile)
+	s, keys := filledStoreOf(b, 512, smallFile, DefaultOpenFiles)
+	benchReadWhole(b, s, keys, smallFile)
+}
+
+// BenchmarkReadAt110KiBUncached: the same with no open-file cache, so
+// every read opens (relative to the chunks directory) and closes its
+// chunk: the cost of a hit whose descriptor is not cached.
+func BenchmarkReadAt110KiBUncached(b *testing.B) {
+	s, keys := filledStoreOf(b, 512, smallFile, 0)
+	benchReadWhole(b, s, keys, smallFile)
+}
+
+// benchReadWhole reads the chunks of keys, size bytes each, whole, in
+// turn.
+func benchReadWhole(b *testing.B, s *Store, keys []Key, size int) {
 	ctx := context.Background()
-	p := make([]byte, smallFile)
-	b.SetBytes(smallFile)
+	p := make([]byte, size)
+	b.SetBytes(int64(size))
 	b.ReportAllocs()
 	i := 0
 	cpu := startCPU(b)
@@ -133,7 +147,7 @@ func BenchmarkReadAt110KiB(b *testing.B) {
 
 // BenchmarkReadAt110KiBParallel: the same with GOMAXPROCS readers.
 func BenchmarkReadAt110KiBParallel(b *testing.B) {
-	s, keys := filledStoreOf(b, 512, smallFile)
+	s, keys := filledStoreOf(b, 512, smallFile, DefaultOpenFiles)
 	ctx := context.Background()
 	b.SetBytes(smallFile)
 	b.ReportAllocs()
@@ -153,11 +167,19 @@ func BenchmarkReadAt110KiBParallel(b *testing.B) {
 	cpu.report()
 }
 
-func filledStore(b *testing.B, n int) (*Store, []Key) { return filledStoreOf(b, n, mib) }
+func filledStore(b *testing.B, n int) (*Store, []Key) {
+	return filledStoreOf(b, n, mib, DefaultOpenFiles)
+}
 
-// filledStoreOf is a store holding n chunks of size bytes.
-func filledStoreOf(b *testing.B, n, size int) (*Store, []Key) {
-	s := benchStore(b, int64(n+1)*int64(size+4096), SyncNone)
+// filledStoreOf is a store holding n chunks of size bytes, caching up to
+// openFiles descriptors.
+func filledStoreOf(b *testing.B, n, size, openFiles int) (*Store, []Key) {
+	cfg := DefaultConfig()
+	cfg.Dir = b.TempDir()
+	cfg.CapacityBytes = int64(n+1) * int64(size+4096)
+	cfg.MaxChunkBytes = 4 * mib
+	cfg.OpenFiles = openFiles
+	s := openStore(b, cfg)
 	keys := make([]Key, n)
 	for i := range keys {
 		keys[i] = testKey(2, uint64(i))
