@@ -69,7 +69,20 @@ type Config struct {
 	// VerifyHeadersOnOpen makes Open read and check every chunk header
 	// (one small read per chunk) instead of leaving it to the first Get.
 	VerifyHeadersOnOpen bool
+	// OpenFiles is how many chunk files the store keeps open after a
+	// read, so that the next hit of the chunk is one preadv with no open
+	// or close (see "Open files" in the package doc). Open lowers it to
+	// half of the process's RLIMIT_NOFILE soft limit if that is less. 0
+	// turns the cache of open files off. Each cached file costs one
+	// descriptor and the kernel's file object (about 250 bytes); its
+	// inode stays in memory, as the inodes of a warm cache do anyway.
+	OpenFiles int
 }
+
+// DefaultOpenFiles is the default of Config.OpenFiles: enough for the
+// chunks of a working set of about 30,000 small files, well under the
+// 1,048,576 descriptors the systemd unit allows.
+const DefaultOpenFiles = 32768
 
 // DefaultConfig returns a Config with every field but Dir and
 // CapacityBytes set to its default.
@@ -79,6 +92,7 @@ func DefaultConfig() Config {
 		BlockBytes:        4096,
 		SmallQueuePercent: 10,
 		Sync:              SyncNone,
+		OpenFiles:         DefaultOpenFiles,
 	}
 }
 
@@ -108,6 +122,9 @@ func (c Config) Validate() error {
 	}
 	if c.GhostEntries < 0 {
 		bad("ghost_entries: %d is negative", c.GhostEntries)
+	}
+	if c.OpenFiles < 0 {
+		bad("open_files: %d is negative", c.OpenFiles)
 	}
 	switch c.Sync {
 	case SyncNone, SyncData, SyncFull:

@@ -26,6 +26,8 @@ func TestConfigValidate(t *testing.T) {
 		{"small queue", func(c *Config) { c.SmallQueuePercent = 90 }, []string{"small_queue_percent"}},
 		{"ghost", func(c *Config) { c.GhostEntries = -1 }, []string{"ghost_entries"}},
 		{"sync", func(c *Config) { c.Sync = 7 }, []string{"sync"}},
+		{"open files", func(c *Config) { c.OpenFiles = -1 }, []string{"open_files"}},
+		{"no open-file cache", func(c *Config) { c.OpenFiles = 0 }, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

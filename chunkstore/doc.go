@@ -59,7 +59,8 @@
 // (the file system keeps an unlinked file's blocks until its last close).
 // So the blocks of chunk files (temp files and unlinked files still being
 // read included) never exceed CapacityBytes, even while many Puts, reads
-// and evictions run at once.
+// and evictions run at once. A descriptor kept open by the open-file
+// cache (below) holds its chunk exactly like a reader.
 //
 // Each entry counts its readers in an atomic word, taken under the read
 // lock at lookup and dropped after the reader's close; the removal that
@@ -75,13 +76,40 @@
 // nothing more can be evicted (the rest is pinned), Put fails with
 // ErrNoSpace and the caller serves the data uncached.
 //
-// A write that fails (ENOSPC from a file system fuller than the capacity
-// assumes, an I/O error) makes Put return the error, wrapped (errors.Is
-// finds syscall.ENOSPC); the temp file is deleted and the reservation
-// released, so nothing leaks and later Puts work once there is room. The
-// store does not shrink itself when the file system is full for other
-// reasons: it keeps failing those Puts and the caller keeps serving from
-// the origin.
+// A write that fails deletes its temp file and releases its reservation,
+// so nothing leaks. An I/O error makes Put return it, wrapped.
+//
+// # A file system that holds less than the capacity
+//
+// The disk may be shared, or smaller than the capacity: then a write can
+// fail with ENOSPC (or EDQUOT) although the store's accounting has room.
+// The store adapts instead of failing every Put from then on (space.go).
+// It keeps an effective capacity, the configured one unless the file
+// system has shown it cannot hold that much:
+//
+//   - A Put whose write the file system refuses for want of space lowers
+//     the effective capacity to what the store has on disk without that
+//     chunk, evicts what the chunk needs and writes once more. If that
+//     write is refused too, the Put fails (errors.Is finds ENOSPC or
+//     EDQUOT) and the caller serves the data uncached.
+//   - While the effective capacity is below the configured one, every
+//     Put first sets it to the store's chunks on disk plus the file
+//     system's free space (statfs f_bavail): the store evicts before it
+//     writes instead of running into ENOSPC, follows another tenant that
+//     grows or shrinks, and returns to the configured capacity once the
+//     file system has room for it. statfs does not see quotas, so after
+//     an EDQUOT the effective capacity is only ever lowered (until the
+//     next Open).
+//   - Open starts at the chunks on disk plus the free space if that is
+//     less than the configured capacity.
+//
+// The effective capacity never goes below what the store cannot free
+// (pinned chunks, files it could not delete) nor above the configured
+// capacity, so the bound above holds whatever happens. The first lowering
+// is logged at warn with the numbers and the refused write's error ("no
+// space left on device"), the return to the configured capacity at info,
+// the steps between at debug. Stats has EffectiveCapacityBytes and
+// DiskFullWrites (writes the file system refused).
 //
 // The bound holds for the file system's real usage only if BlockBytes is
 // at least its allocation unit and it does not allocate more than the
@@ -127,6 +155,27 @@
 // the list of pinned trees (cachefs, persisted in meta) re-applies them
 // after Open, before serving.
 //
+// # Open files
+//
+// A hit that opens, reads and closes its chunk spends as much CPU on the
+// open and close (and the path walk) as on the CRC. So the store keeps
+// the descriptors of recently read chunks open (Config.OpenFiles, default
+// DefaultOpenFiles, at most half of RLIMIT_NOFILE; 0 turns it off), and a
+// hit of such a chunk is one preadv and a CRC. A chunk file never changes
+// once in place, so a descriptor reads its chunk's bytes for as long as it
+// is open. Each cached descriptor is reference-counted (the cache's
+// reference and one per reader using it): it is closed by whoever drops
+// the last reference, so no reader ever uses a closed (and perhaps reused)
+// descriptor number. Eviction or removal of the chunk takes it out of the
+// cache before the unlink; the charge is returned once it is closed. Which
+// descriptors stay is a CLOCK, with admission throttled while the cache is
+// full so that a scan larger than the cache neither cycles through it
+// uselessly nor pushes out the descriptors of a hot set (files.go). A
+// process out of descriptors (EMFILE) sheds half of the cache and retries
+// the open. Close closes them all. A chunk that is not cached is opened
+// relative to a descriptor of the chunks directory, with its name built
+// on the stack.
+//
 // # Integrity and crash consistency
 //
 // Get and ReadAt read the header and the whole chunk (one preadv) and check
@@ -150,11 +199,14 @@
 // # Concurrency
 //
 // All methods are safe for concurrent use. One RWMutex (Store.mu) guards
-// the index and queues; it is the only lock, and it is never held across
-// file I/O. Get holds the read lock only to find the entry and count
-// itself as its reader (atomics); reads of different chunks, or of the
-// same chunk, run in parallel. Only the last reader of a chunk unlinked
-// under it takes the write lock, to return its charge. The store starts
+// the index and queues, and it is never held across file I/O. Get holds
+// the read lock only to find the entry and count itself as its reader
+// (atomics), and reads through a cached descriptor with atomics only;
+// reads of different chunks, or of the same chunk, run in parallel. Only
+// the last reader (or cached descriptor) of a chunk unlinked under it
+// takes the write lock, to return its charge. The open-file cache has a
+// mutex of its own (fileCache.mu), taken only when a descriptor is cached
+// or dropped, after Store.mu's read lock when both are held. The store starts
 // no long-lived goroutines (Open lists the fanout directories with a few
 // workers and waits for them). Close waits for the operations in flight.
 package chunkstore

@@ -57,11 +57,11 @@ const (
 // consecutive indexes of one file both spread over all of them.
 func fanout(k Key) int { return int((k.Ino ^ k.Index) & 0xff) }
 
+// hexDigits are the lower-case hex digits of every name in the store.
+const hexDigits = "0123456789abcdef"
+
 // fanoutName is the sub-directory name of fanout f.
-func fanoutName(f int) string {
-	const digits = "0123456789abcdef"
-	return string([]byte{digits[f>>4], digits[f&0xf]})
-}
+func fanoutName(f int) string { return string([]byte{hexDigits[f>>4], hexDigits[f&0xf]}) }
 
 // parseFanoutName is the inverse of fanoutName.
 func parseFanoutName(name string) (int, bool) {
@@ -84,28 +84,53 @@ func hexDigit(c byte) (int, bool) {
 	return 0, false
 }
 
+// chunkRelName is the length of a chunk's path relative to chunks/:
+// "FF/" and the file name.
+const chunkRelName = 3 + chunkName
+
+// The names below are built by appending fixed-width hex to a caller's
+// buffer, which can live on the stack: a hit that has to open its chunk
+// builds the path with no fmt, no filepath.Join and no allocation (see
+// Store.openChunk).
+
+// appendFileName appends the chunk's file name inside its fanout
+// directory (chunkName bytes) to dst.
+func (k Key) appendFileName(dst []byte) []byte {
+	dst = appendHex64(dst, k.Ino)
+	dst = append(dst, '-')
+	dst = hex.AppendEncode(dst, k.Version[:])
+	dst = append(dst, '-')
+	return appendHex64(dst, k.Index)
+}
+
+// appendChunkPath appends the chunk's path relative to the chunks
+// directory, "FF/name" (chunkRelName bytes), to dst.
+func (k Key) appendChunkPath(dst []byte) []byte {
+	f := fanout(k)
+	dst = append(dst, hexDigits[f>>4], hexDigits[f&0xf], '/')
+	return k.appendFileName(dst)
+}
+
 // fileName is the chunk's file name inside its fanout directory.
 func (k Key) fileName() string {
 	var b [chunkName]byte
-	hex16(b[0:16], k.Ino)
-	b[16] = '-'
-	hex.Encode(b[17:49], k.Version[:])
-	b[49] = '-'
-	hex16(b[50:66], k.Index)
-	return string(b[:])
+	return string(k.appendFileName(b[:0]))
 }
 
 // relPath is the chunk's path relative to the store directory.
 func (k Key) relPath() string {
-	return filepath.Join(chunksDir, fanoutName(fanout(k)), k.fileName())
+	var b [len(chunksDir) + 1 + chunkRelName]byte
+	return string(k.appendChunkPath(append(append(b[:0], chunksDir...), filepath.Separator)))
 }
 
-func hex16(dst []byte, v uint64) {
-	const digits = "0123456789abcdef"
+// appendHex64 appends v as 16 lower-case hex digits.
+func appendHex64(dst []byte, v uint64) []byte {
+	var b [16]byte
 	for i := 15; i >= 0; i-- {
-		dst[i] = digits[v&0xf]
+		b[i] = hexDigits[v&0xf]
 		v >>= 4
 	}
+	return append(dst, b[:]...)
 }
 
 // parseFileName is the inverse of fileName; it accepts only the exact

@@ -88,6 +88,9 @@ func openStore(t testing.TB, cfg Config) *Store {
 		if err := s.Close(); err != nil {
 			t.Errorf("Close: %v", err)
 		}
+		if err := s.checkClosed(); err != nil {
+			t.Error(err)
+		}
 	})
 	return s
 }
@@ -168,9 +171,10 @@ func checkQuiescent(t testing.TB, s *Store) {
 }
 
 // checkAtRest verifies what must hold when no operation is in flight: no
-// reader, no fill, no removal, nothing unlinked still open, and the
-// charge of every chunk back to exactly the sum of the readable chunks
-// (plus files that could not be deleted).
+// reader, no fill, no removal, nothing unlinked still open, the only
+// holds on entries those of their cached descriptors (no reader left on
+// one), and the charge of every chunk back to exactly the sum of the
+// readable chunks (plus files that could not be deleted).
 func (s *Store) checkAtRest() error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -180,8 +184,15 @@ func (s *Store) checkAtRest() error {
 		if e.state != stateReady {
 			errs = append(errs, fmt.Errorf("entry %v in state %d at rest", k, e.state))
 		}
-		if n := e.opens.Load(); n != 0 {
-			errs = append(errs, fmt.Errorf("entry %v: opens word %d at rest", k, n))
+		want := int64(0)
+		if f := e.file.Load(); f != nil {
+			want = openReader
+			if n := f.refs.Load(); n != 1 {
+				errs = append(errs, fmt.Errorf("entry %v: cached descriptor has %d references at rest, want the cache's 1", k, n))
+			}
+		}
+		if n := e.opens.Load(); n != want {
+			errs = append(errs, fmt.Errorf("entry %v: opens word %d at rest, want %d", k, n, want))
 		}
 		ready += e.charge
 	}
@@ -204,6 +215,13 @@ func (s *Store) checkInvariants() error {
 	if s.usedBytes > s.cfg.CapacityBytes {
 		errs = append(errs, fmt.Errorf("used %d > capacity %d", s.usedBytes, s.cfg.CapacityBytes))
 	}
+	if s.capBytes > s.cfg.CapacityBytes || s.capBytes < 0 {
+		errs = append(errs, fmt.Errorf("effective capacity %d outside 0..%d", s.capBytes, s.cfg.CapacityBytes))
+	}
+	if s.adapting.Load() != (s.capBytes < s.cfg.CapacityBytes) {
+		errs = append(errs, fmt.Errorf("adapting %v with effective capacity %d of %d", s.adapting.Load(), s.capBytes, s.cfg.CapacityBytes))
+	}
+	errs = append(errs, s.checkFilesLocked()...)
 	var ready, filling, removing, open int64
 	for k, e := range s.entries {
 		if e.key != k || s.byIno[k.Ino][k] != e {
@@ -228,6 +246,9 @@ func (s *Store) checkInvariants() error {
 			if opens != 0 {
 				errs = append(errs, fmt.Errorf("filling entry %v has %d readers", k, opens/openReader))
 			}
+			if e.file.Load() != nil {
+				errs = append(errs, fmt.Errorf("filling entry %v has a cached descriptor", k))
+			}
 		case stateRemoving:
 			removing += e.charge
 		}
@@ -242,6 +263,11 @@ func (s *Store) checkInvariants() error {
 		}
 		if opens := e.opens.Load(); opens&unlinkedBit == 0 || opens < unlinkedBit {
 			errs = append(errs, fmt.Errorf("unlinked open entry %v: opens word %d", e.key, opens))
+		}
+		// Removal takes the descriptor out of the cache before it
+		// unlinks; a reader may still hold it (and then the entry).
+		if e.file.Load() != nil {
+			errs = append(errs, fmt.Errorf("unlinked entry %v still has a cached descriptor", e.key))
 		}
 	}
 	if open != s.openBytes {
@@ -271,5 +297,67 @@ func (s *Store) checkInvariants() error {
 			errs = append(errs, fmt.Errorf("queue %d: %d entries / %d bytes, counters %d / %d", q.id, n, b, q.len, q.bytes))
 		}
 	}
+	return errors.Join(errs...)
+}
+
+// checkFilesLocked verifies the open-file cache; the caller holds s.mu
+// (read side), which keeps installs out (they hold it too).
+func (s *Store) checkFilesLocked() []error {
+	var errs []error
+	c := &s.files
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.slots) > c.limit {
+		errs = append(errs, fmt.Errorf("open-file cache has %d slots, limit %d", len(c.slots), c.limit))
+	}
+	free := map[int]bool{}
+	for _, i := range c.free {
+		if free[i] || i >= len(c.slots) || c.slots[i].f != nil {
+			errs = append(errs, fmt.Errorf("open-file cache: free slot %d listed twice, out of range or in use", i))
+		}
+		free[i] = true
+	}
+	for i, sl := range c.slots {
+		switch {
+		case sl.f == nil && !free[i]:
+			errs = append(errs, fmt.Errorf("open-file cache: slot %d empty but not free", i))
+		case sl.f != nil && (sl.f.slot != i || sl.f.e != sl.e):
+			errs = append(errs, fmt.Errorf("open-file cache: slot %d holds a descriptor of slot %d", i, sl.f.slot))
+		}
+	}
+	// Every installed descriptor is in its slot (removal takes it out of
+	// the entry first, the slot after: the other way round may be seen)
+	// and holds its entry like a reader.
+	for k, e := range s.entries {
+		f := e.file.Load()
+		if f == nil {
+			continue
+		}
+		if f.e != e || f.slot >= len(c.slots) || c.slots[f.slot].f != f {
+			errs = append(errs, fmt.Errorf("entry %v: cached descriptor not in its slot", k))
+		}
+		if f.refs.Load() < 1 || e.opens.Load() < openReader {
+			errs = append(errs, fmt.Errorf("entry %v: cached descriptor with %d references, opens word %d", k, f.refs.Load(), e.opens.Load()))
+		}
+	}
+	return errs
+}
+
+// checkClosed verifies that a closed store has let go of every chunk
+// descriptor and every hold.
+func (s *Store) checkClosed() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var errs []error
+	for k, e := range s.entries {
+		if e.file.Load() != nil || e.opens.Load() != 0 {
+			errs = append(errs, fmt.Errorf("closed store: entry %v has descriptor %v, opens word %d", k, e.file.Load() != nil, e.opens.Load()))
+		}
+	}
+	s.files.mu.Lock()
+	if n := s.files.cachedLocked(); n != 0 {
+		errs = append(errs, fmt.Errorf("closed store caches %d descriptors", n))
+	}
+	s.files.mu.Unlock()
 	return errors.Join(errs...)
 }

@@ -39,10 +39,18 @@ func Open(cfg Config, logger zerolog.Logger) (*Store, error) {
 		pin:          fifo{id: queuePinned},
 		ghost:        newGhost(cfg.ghostEntries()),
 		smallTarget:  cfg.CapacityBytes * int64(cfg.SmallQueuePercent) / 100,
+		capBytes:     cfg.CapacityBytes,
+		statfs:       statfsAvail,
+		chunksFD:     -1,
+		chunksPrefix: filepath.Join(cfg.Dir, chunksDir) + string(filepath.Separator),
 	}
+	s.files.limit = fileLimit(cfg.OpenFiles)
 	s.cond = sync.NewCond(&s.mu)
 	s.noAtime.Store(true)
 	if err := s.prepare(); err != nil {
+		if s.chunksFD >= 0 {
+			unix.Close(s.chunksFD) //nolint:errcheck // the open error is the one to report
+		}
 		if s.lockFile != nil {
 			s.lockFile.Close() //nolint:errcheck // the open error is the one to report
 		}
@@ -85,7 +93,32 @@ func (s *Store) prepare() error {
 			return err
 		}
 	}
-	return s.scan()
+	fd, err := openDir(filepath.Join(s.dir, chunksDir))
+	if err != nil {
+		return err
+	}
+	s.chunksFD = fd
+	if err := s.scan(); err != nil {
+		return err
+	}
+	// A file system that cannot hold the capacity: start below it
+	// (space.go). The Store is not shared yet; the lock is for form.
+	s.measureDisk()
+	return nil
+}
+
+// openDir opens a directory for openat.
+func openDir(path string) (int, error) {
+	for {
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return -1, &fs.PathError{Op: "open", Path: path, Err: err}
+		}
+		return fd, nil
+	}
 }
 
 func flock(f *os.File) error {
@@ -241,7 +274,7 @@ func (s *Store) scan() error {
 	}
 	s.log.Info().Int("chunks", s.main.len).Int64("bytes", s.usedBytes).
 		Int64("capacity", s.cfg.CapacityBytes).Int("dropped", dropped).Int("trimmed", trimmed).
-		Dur("took", time.Since(start)).Msg("chunk store opened")
+		Int("open_files", s.files.limit).Dur("took", time.Since(start)).Msg("chunk store opened")
 	return nil
 }
 

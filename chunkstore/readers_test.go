@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
-	"syscall"
 	"testing"
 	"testing/synctest"
 
@@ -50,20 +49,30 @@ func tempFiles(t testing.TB, s *Store) []string {
 // waits (it does not evict more), the reader still gets A's bytes, and
 // the charge is released, and the Put goes ahead, when the reader ends.
 // synctest.Wait makes "the Put is waiting" an observed fact.
+//
+// With the open-file cache the reader reads through A's cached descriptor
+// (cached by an earlier read, or by this reader's own open): the removal
+// takes it out of the cache but must not close it under the reader, and
+// the cache's hold ends with the reader's; nothing stays open after.
 func TestReaderKeepsRemovedChunkCharged(t *testing.T) {
 	for _, how := range []string{"evicted", "removed"} {
 		for _, api := range []string{"Get", "ReadAt"} {
-			t.Run(how+"/"+api, func(t *testing.T) {
-				cfg := blockConfig(t, 2)
-				synctest.Test(t, func(t *testing.T) {
-					testReaderKeepsCharge(t, cfg, how, api)
+			for _, cache := range []string{"uncached", "cached by this read", "cached before"} {
+				t.Run(how+"/"+api+"/"+cache, func(t *testing.T) {
+					cfg := blockConfig(t, 2)
+					if cache == "uncached" {
+						cfg.OpenFiles = 0
+					}
+					synctest.Test(t, func(t *testing.T) {
+						testReaderKeepsCharge(t, cfg, how, api, cache == "cached before")
+					})
 				})
-			})
+			}
 		}
 	}
 }
 
-func testReaderKeepsCharge(t *testing.T, cfg Config, how, api string) {
+func testReaderKeepsCharge(t *testing.T, cfg Config, how, api string, readBefore bool) {
 	s, err := Open(cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -81,18 +90,17 @@ func testReaderKeepsCharge(t *testing.T, cfg Config, how, api string) {
 		// C pinned leaves A the only chunk Put B can evict.
 		s.Pin(c.Ino)
 	}
-	holding := make(chan struct{})
-	release := make(chan struct{})
-	// On an early failure, let the reader (and so the Put) finish
-	// before the deferred Close waits for them.
-	releaseOnce := sync.OnceFunc(func() { close(release) })
-	defer releaseOnce()
-	s.hookReading = func(k Key) {
-		if k == a {
-			close(holding)
-			<-release
+	if readBefore {
+		mustGetEqual(t, s, a, payload(a, oneBlock))
+		if s.Stats().OpenFiles != 1 {
+			t.Fatal("A's descriptor not cached after a read")
 		}
 	}
+	opensBefore := s.fileOpens.Load()
+	holding, releaseOnce := blockReadsOf(s, a)
+	// On an early failure, let the reader (and so the Put) finish
+	// before the deferred Close waits for them.
+	defer releaseOnce()
 	readDone := make(chan error, 1)
 	go func() {
 		var got []byte
@@ -145,9 +153,16 @@ func testReaderKeepsCharge(t *testing.T, cfg Config, how, api string) {
 		t.Fatalf("while A's reader holds it: used %d (want %d), unlinked-open %d (want 4096)", used, cfg.CapacityBytes, open)
 	}
 
+	if st := s.Stats(); st.OpenFiles != 0 {
+		t.Fatalf("%d descriptors cached after A's removal", st.OpenFiles)
+	}
+
 	releaseOnce()
 	if err := <-readDone; err != nil {
 		t.Fatalf("reader of A: %v", err)
+	}
+	if readBefore && s.fileOpens.Load() != opensBefore {
+		t.Fatal("the reader opened A although its descriptor was cached")
 	}
 	if err := <-putDone; err != nil {
 		t.Fatalf("Put after the reader ended: %v", err)
@@ -156,6 +171,21 @@ func testReaderKeepsCharge(t *testing.T, cfg Config, how, api string) {
 		t.Fatalf("after: A %v, B %v, C %v; want only B and C", s.Contains(a), s.Contains(b), s.Contains(c))
 	}
 	checkQuiescent(t, s)
+}
+
+// blockReadsOf makes the (first) reader of k stop while it holds the
+// chunk's file open, until release is called (release may be called more
+// than once); holding is closed when the reader has stopped.
+func blockReadsOf(s *Store, k Key) (holding <-chan struct{}, release func()) {
+	h := make(chan struct{})
+	r := make(chan struct{})
+	s.hookReading = func(got Key) {
+		if got == k {
+			close(h)
+			<-r
+		}
+	}
+	return h, sync.OnceFunc(func() { close(r) })
 }
 
 // TestReaderOfRemovedChunkMisses: a reader that looked a chunk up but
@@ -194,32 +224,49 @@ func TestReaderOfRemovedChunkMisses(t *testing.T) {
 // capacity (when run as root) the file system itself enforces the bound
 // at every page it allocates, unlinked-but-open files included: any
 // moment over the capacity would fail a Put with ENOSPC.
+//
+// It runs with no open-file cache, with a cache of 4 descriptors (every
+// few reads one is evicted, often while a reader uses it), and with the
+// default (every chunk's descriptor cached until the chunk goes).
 func TestCapacityWithReadersUnderRace(t *testing.T) {
 	for _, onTmpfs := range []bool{false, true} {
-		t.Run(fmt.Sprintf("tmpfs=%v", onTmpfs), func(t *testing.T) {
-			const capacityBlocks = 24
-			cfg := testConfig(t, capacityBlocks*4096)
-			cfg.MaxChunkBytes = 3*4096 - headerSize
-			var mnt *chunkstoretest.Tmpfs
-			if onTmpfs {
-				// The store's FORMAT file takes one page of its own.
-				mnt = chunkstoretest.MountTmpfs(t, filepath.Join(t.TempDir(), "mnt"), cfg.CapacityBytes+4096)
-				cfg.Dir = mnt.Dir
-			}
-			s := openStore(t, cfg)
-			s.hookReading = func(Key) { runtime.Gosched() }
-			stressReadersAndRemovals(t, s)
-			checkQuiescent(t, s)
-			if mnt != nil {
-				used, err := mnt.UsedBytes()
-				if err != nil {
-					t.Fatal(err)
-				}
-				if want := s.Stats().UsedBytes + 4096; used != want {
-					t.Fatalf("tmpfs holds %d bytes at rest, want the store's %d + FORMAT's 4096", used, want-4096)
-				}
-			}
-		})
+		for _, openFiles := range []int{0, 4, DefaultOpenFiles} {
+			t.Run(fmt.Sprintf("tmpfs=%v/open_files=%d", onTmpfs, openFiles), func(t *testing.T) {
+				testCapacityWithReaders(t, onTmpfs, openFiles)
+			})
+		}
+	}
+}
+
+func testCapacityWithReaders(t *testing.T, onTmpfs bool, openFiles int) {
+	const capacityBlocks = 24
+	cfg := testConfig(t, capacityBlocks*4096)
+	cfg.MaxChunkBytes = 3*4096 - headerSize
+	cfg.OpenFiles = openFiles
+	var mnt *chunkstoretest.Tmpfs
+	if onTmpfs {
+		// The store's FORMAT file takes one page of its own.
+		mnt = chunkstoretest.MountTmpfs(t, filepath.Join(t.TempDir(), "mnt"), cfg.CapacityBytes+4096)
+		cfg.Dir = mnt.Dir
+	}
+	s := openStore(t, cfg)
+	s.hookReading = func(Key) { runtime.Gosched() }
+	stressReadersAndRemovals(t, s)
+	checkQuiescent(t, s)
+	if st := s.Stats(); openFiles > 0 && st.OpenFiles == 0 {
+		t.Fatalf("no descriptor cached after the stress: %+v", st)
+	}
+	if st := s.Stats(); st.DiskFullWrites != 0 || st.EffectiveCapacityBytes != cfg.CapacityBytes {
+		t.Fatalf("the file system refused %d writes; effective capacity %d of %d", st.DiskFullWrites, st.EffectiveCapacityBytes, cfg.CapacityBytes)
+	}
+	if mnt != nil {
+		used, err := mnt.UsedBytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := s.Stats().UsedBytes + 4096; used != want {
+			t.Fatalf("tmpfs holds %d bytes at rest, want the store's %d + FORMAT's 4096", used, want-4096)
+		}
 	}
 }
 
@@ -318,103 +365,4 @@ func stressReadersAndRemovals(t *testing.T, s *Store) {
 	if st := s.Stats(); st.Evictions == 0 || st.Hits == 0 {
 		t.Fatalf("the stress did not evict or hit: %+v", st)
 	}
-}
-
-// TestPutNoSpaceFromFileSystem: the file system runs out of space while a
-// chunk is written (ENOSPC). The Put fails with an error that says so,
-// its reservation is released, no temp file is left, what was stored is
-// still served, and Puts work again once there is room. The injected
-// case runs everywhere; the tmpfs case (a real full file system) needs
-// root.
-func TestPutNoSpaceFromFileSystem(t *testing.T) {
-	t.Run("injected", func(t *testing.T) {
-		s := openStore(t, blockConfig(t, 8))
-		kept := testKey(1, 0)
-		mustPut(t, s, kept, payload(kept, oneBlock))
-		full := true
-		s.hookWrite = func(k Key, f *os.File) error {
-			if !full {
-				return nil
-			}
-			// Part of the data makes it to the file, as on a real disk.
-			if _, err := f.Write(payload(k, oneBlock)[:1000]); err != nil {
-				return err
-			}
-			return &fs.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
-		}
-		k := testKey(2, 0)
-		checkFailedPut(t, s, k, oneBlock)
-		mustGetEqual(t, s, kept, payload(kept, oneBlock))
-		full = false
-		mustPut(t, s, k, payload(k, oneBlock))
-		mustGetEqual(t, s, k, payload(k, oneBlock))
-		checkQuiescent(t, s)
-	})
-	t.Run("tmpfs", func(t *testing.T) {
-		// 16 pages: FORMAT takes one, chunks of three pages take the
-		// rest five at a time, long before the store's 1 MiB capacity.
-		mnt := chunkstoretest.MountTmpfs(t, filepath.Join(t.TempDir(), "mnt"), 16*4096)
-		cfg := testConfig(t, 1<<20)
-		cfg.Dir = mnt.Dir
-		s := openStore(t, cfg)
-		ctx := context.Background()
-		const n = 3*4096 - headerSize
-		var stored []Key
-		var k Key
-		for i := range 100 {
-			k = testKey(uint64(i), 0)
-			err := s.Put(ctx, k, payload(k, n))
-			if errors.Is(err, syscall.ENOSPC) {
-				break
-			}
-			if err != nil {
-				t.Fatalf("Put %d: %v", i, err)
-			}
-			stored = append(stored, k)
-		}
-		if len(stored) != 5 {
-			t.Fatalf("%d chunks stored before ENOSPC, want 5", len(stored))
-		}
-		for range 3 { // failing again and again leaks nothing
-			checkFailedPut(t, s, k, n)
-		}
-		used, err := mnt.UsedBytes()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := s.Stats().UsedBytes + 4096; used != want {
-			t.Fatalf("tmpfs holds %d bytes after the failures, want %d", used, want)
-		}
-		for _, sk := range stored {
-			mustGetEqual(t, s, sk, payload(sk, n))
-		}
-		if err := s.Remove(ctx, stored[0]); err != nil {
-			t.Fatal(err)
-		}
-		mustPut(t, s, k, payload(k, n))
-		mustGetEqual(t, s, k, payload(k, n))
-		checkQuiescent(t, s)
-	})
-}
-
-// checkFailedPut puts k, which must fail with ENOSPC and leave the store
-// as it was.
-func checkFailedPut(t *testing.T, s *Store, k Key, n int) {
-	t.Helper()
-	before := s.Stats()
-	err := s.Put(context.Background(), k, payload(k, n))
-	if !errors.Is(err, syscall.ENOSPC) {
-		t.Fatalf("Put on a full file system = %v, want ENOSPC", err)
-	}
-	if s.Contains(k) {
-		t.Fatal("a chunk whose write failed is readable")
-	}
-	if temps := tempFiles(t, s); len(temps) != 0 {
-		t.Fatalf("temp files left after a failed write: %v", temps)
-	}
-	if after := s.Stats(); after.UsedBytes != before.UsedBytes || after.Chunks != before.Chunks {
-		t.Fatalf("failed Put changed the accounting: used %d -> %d, chunks %d -> %d",
-			before.UsedBytes, after.UsedBytes, before.Chunks, after.Chunks)
-	}
-	checkQuiescent(t, s)
 }

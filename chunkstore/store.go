@@ -1,8 +1,9 @@
 package chunkstore
 
-// Lock order: Store.mu is the only lock of the package, so there is no
-// order to get wrong. It is never held across file I/O once Open has
-// returned: I/O is done on entries that the lock made exclusive (a chunk
+// Lock order: Store.mu, then fileCache.mu (files.go); nothing else is
+// taken while either is held, and neither is taken while the other is
+// held in the reverse order. Store.mu is never held across file I/O once
+// Open has returned: I/O is done on entries that the lock made exclusive (a chunk
 // being written is in stateFilling, one being unlinked is in
 // stateRemoving), and readers work on immutable files that are replaced
 // only by rename and deleted only by unlink, both of which leave an open
@@ -19,8 +20,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
@@ -61,8 +64,14 @@ type entry struct {
 	// entry up and have not closed its file yet; bit unlinkedBit is set
 	// once the file is unlinked. See "Readers keep their chunk charged"
 	// below for the protocol; only acquire, endRead and
-	// finishRemoveLocked touch it.
+	// finishRemoveLocked touch it. The open-file cache holds an entry
+	// like a reader while it keeps the entry's descriptor (files.go).
 	opens atomic.Int64
+
+	// file is the entry's cached open descriptor, if any (files.go).
+	// Installed only while the entry is ready, under mu's read lock;
+	// taken out by the cache's CLOCK, by removal, or by Close.
+	file atomic.Pointer[openFile]
 }
 
 // Readers keep their chunk charged.
@@ -151,17 +160,32 @@ type Store struct {
 	// hookReading, if set (tests only), runs while a reader holds a
 	// chunk's file open, before it reads it.
 	hookReading func(Key)
-	dir         string
-	tmpPath     string
-	lockFile    *os.File
-	noAtime     atomic.Bool // O_NOATIME still worth trying
-	bufs        sync.Pool   // *[]byte, whole-chunk buffers for partial ReadAt
-	inflight    sync.WaitGroup
-	hits        atomic.Uint64
-	misses      atomic.Uint64
-	puts        atomic.Uint64
-	evictions   atomic.Uint64
-	corrupt     atomic.Uint64
+	// statfs reports the bytes the file system under dir has free for
+	// the store (the real one but in tests; see space.go).
+	statfs   func(dir string) (availBytes int64, err error)
+	dir      string
+	tmpPath  string
+	lockFile *os.File
+	// chunksFD is the chunks directory, opened once: a hit that opens its
+	// chunk does so relative to it (openChunk).
+	chunksFD int
+	// chunksPrefix is the chunks directory's path and a separator.
+	chunksPrefix string
+	noAtime      atomic.Bool // O_NOATIME still worth trying
+	bufs         sync.Pool   // *[]byte, whole-chunk buffers for partial ReadAt
+	files        fileCache   // open descriptors of recently read chunks
+	inflight     sync.WaitGroup
+	hits         atomic.Uint64
+	misses       atomic.Uint64
+	puts         atomic.Uint64
+	evictions    atomic.Uint64
+	corrupt      atomic.Uint64
+	fileOpens    atomic.Uint64 // chunk files opened by readers
+	diskFull     atomic.Uint64 // chunk writes refused for want of space
+	// adapting mirrors capBytes < cfg.CapacityBytes for Put's check
+	// without the lock (space.go).
+	adapting    atomic.Bool
+	emfileNoted atomic.Bool // the first EMFILE was logged
 
 	// mu guards every field below, and the guarded fields of every entry.
 	mu   sync.RWMutex
@@ -177,9 +201,19 @@ type Store struct {
 	ghost   *ghost
 	// usedBytes is every byte charged against the capacity: ready chunks,
 	// reservations of chunks being written, chunks being unlinked,
-	// unlinked chunks that readers still hold open, and files that could
-	// not be unlinked. It never exceeds CapacityBytes.
-	usedBytes     int64
+	// unlinked chunks that readers (or cached descriptors) still hold
+	// open, and files that could not be unlinked. It never exceeds
+	// cfg.CapacityBytes; Put keeps it under capBytes.
+	usedBytes int64
+	// capBytes is the effective capacity: cfg.CapacityBytes, or less
+	// while the file system cannot hold that much (space.go).
+	capBytes int64
+	// quotaLimited: a write failed with EDQUOT, which statfs does not
+	// see, so capBytes is no longer raised from statfs (space.go).
+	quotaLimited bool
+	// lowWarned: the lowering of capBytes has been logged at warn since
+	// the store was last at its configured capacity.
+	lowWarned     bool
 	fillingBytes  int64
 	removingBytes int64
 	// openBytes is the charge of the entries in unlinkedOpen: out of the
@@ -193,7 +227,12 @@ type Store struct {
 
 // Stats is a snapshot of the store's counters.
 type Stats struct {
+	// CapacityBytes is the configured capacity.
 	CapacityBytes int64
+	// EffectiveCapacityBytes is what the store fills up to: the
+	// configured capacity, or less while the file system cannot hold
+	// that much (the disk is shared, or smaller than the capacity).
+	EffectiveCapacityBytes int64
 	// UsedBytes is all that is charged against the capacity, including
 	// chunks being written or removed; never more than CapacityBytes.
 	UsedBytes int64
@@ -209,6 +248,11 @@ type Stats struct {
 	Evictions   uint64
 	// Corrupt counts chunks dropped because a check failed on read.
 	Corrupt uint64
+	// DiskFullWrites counts chunk writes that the file system refused
+	// for want of space (ENOSPC, EDQUOT) although the store had room.
+	DiskFullWrites uint64
+	// OpenFiles is the number of chunk descriptors cached open.
+	OpenFiles int
 }
 
 // Get appends the whole chunk stored under key to dst and returns the
@@ -308,16 +352,23 @@ func (s *Store) lookup(key Key) (*entry, error) {
 	return e, nil
 }
 
-// endRead ends a read begun by lookup, after the entry's file was closed:
-// the last reader of an unlinked chunk returns its charge.
+// endRead ends a read begun by lookup, after the reader closed or
+// released the entry's file.
 func (s *Store) endRead(e *entry) {
+	s.endHold(e)
+	s.inflight.Done()
+}
+
+// endHold drops one openReader hold on e (a reader's, or the open-file
+// cache's once its descriptor is closed): the last holder of an unlinked
+// chunk returns its charge.
+func (s *Store) endHold(e *entry) {
 	if e.opens.Add(-openReader) == unlinkedBit {
 		s.mu.Lock()
 		s.releaseUnlinkedLocked(e)
 		s.mu.Unlock()
 		s.cond.Broadcast() // Puts waiting for these bytes
 	}
-	s.inflight.Done()
 }
 
 // releaseUnlinkedLocked returns the charge of an unlinked entry whose
@@ -329,11 +380,19 @@ func (s *Store) releaseUnlinkedLocked(e *entry) {
 }
 
 // read appends e's verified data to dst. On damage it drops the entry.
-// The caller is a reader of e (lookup); the descriptor read opens is
-// closed when it returns.
+// The caller is a reader of e (lookup). A hit reads through e's cached
+// descriptor when there is one; otherwise it opens the file, offers the
+// descriptor to the open-file cache, and closes it if the cache does not
+// keep it.
 func (s *Store) read(e *entry, dst []byte) ([]byte, error) {
-	path := s.path(e.key)
-	fd, err := s.openRead(path)
+	if f := e.file.Load(); f != nil && f.tryAcquire() {
+		if !f.used.Load() {
+			f.used.Store(true)
+		}
+		defer s.releaseFile(f)
+		return s.readFD(e, f.fd, dst)
+	}
+	fd, err := s.openChunk(e.key)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			// Removed behind our back (or evicted a moment ago).
@@ -341,16 +400,27 @@ func (s *Store) read(e *entry, dst []byte) ([]byte, error) {
 			s.drop(e, false)
 			return dst, ErrNotFound
 		}
-		return dst, &fs.PathError{Op: "open", Path: path, Err: err}
+		return dst, &fs.PathError{Op: "open", Path: s.path(e.key), Err: err}
 	}
-	defer unix.Close(fd) //nolint:errcheck // read-only descriptor: close cannot lose data
 	if e.unlinked() {
 		// Evicted or removed while we opened it: what we opened may be
 		// a newer file of the same key, charged to another entry (see
 		// "Readers keep their chunk charged"). Miss instead.
+		unix.Close(fd) //nolint:errcheck // read-only descriptor: close cannot lose data
 		s.misses.Add(1)
 		return dst, ErrNotFound
 	}
+	if f := s.cacheFile(e, fd); f != nil {
+		defer s.releaseFile(f)
+	} else {
+		defer unix.Close(fd) //nolint:errcheck // read-only descriptor: close cannot lose data
+	}
+	return s.readFD(e, fd, dst)
+}
+
+// readFD reads and verifies e's file through fd, which the caller keeps
+// open until it returns.
+func (s *Store) readFD(e *entry, fd int, dst []byte) ([]byte, error) {
 	if s.hookReading != nil {
 		s.hookReading(e.key)
 	}
@@ -360,12 +430,12 @@ func (s *Store) read(e *entry, dst []byte) ([]byte, error) {
 	var hdr [headerSize]byte
 	got, err := preadFull(fd, hdr[:], dst[start:])
 	if err != nil {
-		return dst[:start], &fs.PathError{Op: "read", Path: path, Err: err}
+		return dst[:start], &fs.PathError{Op: "read", Path: s.path(e.key), Err: err}
 	}
 	if err := verify(e, hdr[:], dst[start:], got); err != nil {
 		s.corrupt.Add(1)
 		s.misses.Add(1)
-		s.log.Warn().Str("chunk", e.key.String()).Str("path", path).Err(err).Msg("dropping corrupt chunk")
+		s.log.Warn().Str("chunk", e.key.String()).Str("path", s.path(e.key)).Err(err).Msg("dropping corrupt chunk")
 		s.drop(e, true)
 		return dst[:start], err
 	}
@@ -391,16 +461,38 @@ func verify(e *entry, hdr, data []byte, got int) error {
 	return nil
 }
 
-// openRead opens a chunk read-only, with O_NOATIME where the kernel allows
-// it, so that a hit changes nothing on disk.
-func (s *Store) openRead(path string) (int, error) {
+// openChunk opens the chunk file of k read-only, relative to the chunks
+// directory, with O_NOATIME where the kernel allows it, so that a hit
+// changes nothing on disk. A process out of descriptors (EMFILE, ENFILE)
+// sheds half of the open-file cache and tries once more.
+func (s *Store) openChunk(k Key) (int, error) {
+	var name [chunkRelName + 1]byte // NUL-terminated, on the stack
+	k.appendChunkPath(name[:0])
+	s.fileOpens.Add(1)
+	fd, err := s.openChunkName(&name[0])
+	if (err == unix.EMFILE || err == unix.ENFILE) && s.files.limit > 0 {
+		shed := s.shedFiles()
+		if !s.emfileNoted.Swap(true) {
+			s.log.Warn().Err(err).Int("closed", shed).Int("open_files", s.files.limit).
+				Msg("out of file descriptors: closing cached chunk files; raise RLIMIT_NOFILE or lower open_files")
+		}
+		if shed > 0 {
+			fd, err = s.openChunkName(&name[0])
+		}
+	}
+	return fd, err
+}
+
+// openChunkName opens the NUL-terminated path name relative to the
+// chunks directory.
+func (s *Store) openChunkName(name *byte) (int, error) {
 	for {
-		flags := unix.O_RDONLY | unix.O_CLOEXEC
+		flags := unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOFOLLOW
 		noAtime := s.noAtime.Load()
 		if noAtime {
 			flags |= unix.O_NOATIME
 		}
-		fd, err := unix.Open(path, flags, 0)
+		fd, err := openat(s.chunksFD, name, flags)
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -410,6 +502,16 @@ func (s *Store) openRead(path string) (int, error) {
 		}
 		return fd, err
 	}
+}
+
+// openat is openat(2) of a NUL-terminated path given by its first byte:
+// unlike unix.Openat it takes no string, so it costs no allocation.
+func openat(dirfd int, path *byte, flags int) (int, error) {
+	fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(path)), uintptr(flags), 0, 0, 0)
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(fd), nil
 }
 
 // preadFull reads hdr then data from offset 0 in one preadv when it can,
@@ -454,6 +556,8 @@ func (s *Store) drop(e *entry, unlink bool) {
 	s.mu.Unlock()
 	if unlink {
 		s.unlink(e)
+	} else {
+		s.dropCachedFile(e)
 	}
 	s.mu.Lock()
 	s.finishRemoveLocked([]*entry{e}, nil)
@@ -466,7 +570,10 @@ func (s *Store) drop(e *entry, unlink bool) {
 // the capacity holds at every moment; when nothing can be evicted it
 // returns ErrNoSpace. While other Puts' chunks being written or unlinked
 // would make room, Put waits for them (a wait bounded by their disk I/O, so
-// it does not watch ctx). data is not retained.
+// it does not watch ctx). When the file system refuses the write for want
+// of space although the store had room, Put lowers the store's effective
+// capacity to what is on disk, evicts and tries once more (space.go).
+// data is not retained.
 func (s *Store) Put(ctx context.Context, key Key, data []byte) error {
 	if len(data) > s.cfg.MaxChunkBytes {
 		return fmt.Errorf("put chunk %v: %d bytes: %w", key, len(data), ErrTooLarge)
@@ -475,20 +582,37 @@ func (s *Store) Put(ctx context.Context, key Key, data []byte) error {
 		return fmt.Errorf("put chunk %v: %w", key, err)
 	}
 	defer s.inflight.Done()
-	e, err := s.reserve(ctx, key, len(data))
-	if err != nil {
-		return fmt.Errorf("put chunk %v: %w", key, err)
+	var refused error // the first write the file system refused for want of space
+	for {
+		if refused == nil && s.adapting.Load() {
+			s.measureDisk()
+		}
+		e, err := s.reserve(ctx, key, len(data))
+		if err != nil {
+			if refused != nil {
+				return fmt.Errorf("put chunk %v: retry after %v: %w", key, refused, err)
+			}
+			return fmt.Errorf("put chunk %v: %w", key, err)
+		}
+		if e == nil {
+			return nil
+		}
+		fileLeft, err := s.write(ctx, key, data)
+		s.commit(e, err == nil, fileLeft)
+		if err == nil {
+			s.puts.Add(1)
+			return nil
+		}
+		if !diskFull(err) || fileLeft {
+			return fmt.Errorf("put chunk %v: %w", key, err)
+		}
+		s.diskFull.Add(1)
+		s.fitToDisk(err)
+		if refused != nil {
+			return fmt.Errorf("put chunk %v: %w", key, err)
+		}
+		refused = err
 	}
-	if e == nil {
-		return nil
-	}
-	fileLeft, err := s.write(ctx, key, data)
-	s.commit(e, err == nil, fileLeft)
-	if err != nil {
-		return fmt.Errorf("put chunk %v: %w", key, err)
-	}
-	s.puts.Add(1)
-	return nil
 }
 
 // enter joins the in-flight group unless the store is closed.
@@ -518,7 +642,7 @@ func (s *Store) reserve(ctx context.Context, key Key, dataLen int) (*entry, erro
 		if _, ok := s.entries[key]; ok {
 			return nil, nil
 		}
-		free := s.cfg.CapacityBytes - s.usedBytes
+		free := s.capBytes - s.usedBytes
 		if free >= charge {
 			e := &entry{key: key, size: int64(headerSize + dataLen), charge: charge, state: stateFilling}
 			s.indexLocked(e)
@@ -545,8 +669,8 @@ func (s *Store) reserve(ctx context.Context, key Key, dataLen int) (*entry, erro
 				continue
 			}
 			if s.removingBytes == 0 && s.fillingBytes == 0 && s.openBytes == 0 {
-				return nil, fmt.Errorf("%w: %d bytes used of %d, %d pinned, %d undeletable",
-					ErrNoSpace, s.usedBytes, s.cfg.CapacityBytes, s.pin.bytes, s.stuckBytes)
+				return nil, fmt.Errorf("%w: %d bytes used of %d (configured %d), %d pinned, %d undeletable",
+					ErrNoSpace, s.usedBytes, s.capBytes, s.cfg.CapacityBytes, s.pin.bytes, s.stuckBytes)
 			}
 		}
 		s.cond.Wait()
@@ -782,15 +906,20 @@ func (s *Store) isPinnedLocked(ino uint64) bool {
 func (s *Store) Stats() Stats {
 	s.mu.RLock()
 	st := Stats{
-		CapacityBytes: s.cfg.CapacityBytes,
-		UsedBytes:     s.usedBytes,
-		CachedBytes:   s.small.bytes + s.main.bytes + s.pin.bytes,
-		PinnedBytes:   s.pin.bytes,
-		Chunks:        s.small.len + s.main.len + s.pin.len,
-		SmallChunks:   s.small.len,
-		MainChunks:    s.main.len,
+		CapacityBytes:          s.cfg.CapacityBytes,
+		EffectiveCapacityBytes: s.capBytes,
+		UsedBytes:              s.usedBytes,
+		CachedBytes:            s.small.bytes + s.main.bytes + s.pin.bytes,
+		PinnedBytes:            s.pin.bytes,
+		Chunks:                 s.small.len + s.main.len + s.pin.len,
+		SmallChunks:            s.small.len,
+		MainChunks:             s.main.len,
 	}
 	s.mu.RUnlock()
+	s.files.mu.Lock()
+	st.OpenFiles = s.files.cachedLocked()
+	s.files.mu.Unlock()
+	st.DiskFullWrites = s.diskFull.Load()
 	st.Hits = s.hits.Load()
 	st.Misses = s.misses.Load()
 	st.Puts = s.puts.Load()
@@ -811,8 +940,16 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	s.cond.Broadcast()
 	s.inflight.Wait()
+	s.closeFiles()
+	var errs []error
+	if err := unix.Close(s.chunksFD); err != nil {
+		errs = append(errs, &fs.PathError{Op: "close", Path: strings.TrimSuffix(s.chunksPrefix, "/"), Err: err})
+	}
 	// Closing the descriptor releases the flock.
 	if err := s.lockFile.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("close chunk store %s: %w", s.dir, err)
 	}
 	return nil
@@ -911,8 +1048,10 @@ func (s *Store) finishRemoveLocked(victims []*entry, counter *atomic.Uint64) {
 	s.cond.Broadcast()
 }
 
-// unlink deletes the file of a removing entry, which the caller owns.
+// unlink deletes the file of a removing entry, which the caller owns,
+// after closing its cached descriptor (unless a reader still uses it).
 func (s *Store) unlink(e *entry) {
+	s.dropCachedFile(e)
 	path := s.path(e.key)
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		e.stuck = true
@@ -943,7 +1082,12 @@ func (s *Store) unindexLocked(e *entry) {
 	}
 }
 
-func (s *Store) path(k Key) string { return filepath.Join(s.dir, k.relPath()) }
+// path is the chunk file's path, for the calls that take one (write,
+// unlink) and for messages; built on the stack, one allocation.
+func (s *Store) path(k Key) string {
+	var b [256]byte
+	return string(k.appendChunkPath(append(b[:0], s.chunksPrefix...)))
+}
 
 // makeFanoutDir creates a fanout directory (racing Puts may both try).
 func (s *Store) makeFanoutDir(dir string) error {
