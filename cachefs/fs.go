@@ -349,6 +349,7 @@ func (fs *FS) Stats() Stats {
 		cs := fs.data.store.Stats()
 		st.DataCache = true
 		st.CapacityBytes, st.CachedBytes, st.PinnedBytes = cs.CapacityBytes, cs.CachedBytes, cs.PinnedBytes
+		st.EffectiveCapacityBytes, st.DiskFullWrites, st.OpenFiles = cs.EffectiveCapacityBytes, cs.DiskFullWrites, cs.OpenFiles
 		st.Chunks, st.Evictions, st.CorruptChunks = cs.Chunks, cs.Evictions, cs.Corrupt
 	}
 	for _, ex := range fs.exports {

@@ -62,6 +62,12 @@ func (m *metrics) register(reg prometheus.Registerer, stats func() Stats) error 
 		gauge("nascache_cache_bytes", "Bytes of chunks held in the cache (charged size).", func(s Stats) int64 { return s.CachedBytes }),
 		gauge("nascache_cache_capacity_bytes", "Capacity of the chunk cache.", func(s Stats) int64 { return s.CapacityBytes }),
 		gauge("nascache_cache_pinned_bytes", "Bytes of pinned chunks.", func(s Stats) int64 { return s.PinnedBytes }),
+		gauge("nascache_cache_effective_capacity_bytes", "Capacity the chunk cache uses now: less than nascache_cache_capacity_bytes while its disk is short of room.",
+			func(s Stats) int64 { return s.EffectiveCapacityBytes }),
+		gauge("nascache_cache_open_files", "Chunk files kept open for fast hits.", func(s Stats) int64 { return int64(s.OpenFiles) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "nascache_cache_disk_full_writes_total", Help: "Chunk writes the file system refused for want of space (ENOSPC, EDQUOT).",
+		}, func() float64 { return float64(stats().DiskFullWrites) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "nascache_cache_evictions_total", Help: "Chunks evicted to make room.",
 		}, func() float64 { return float64(stats().Evictions) }),
@@ -99,6 +105,14 @@ type Stats struct {
 	// figures of the store are then zero).
 	DataCache     bool
 	CapacityBytes int64
+	// EffectiveCapacityBytes is CapacityBytes, or less while the file
+	// system holding the chunks has less room (the store fits itself).
+	EffectiveCapacityBytes int64
+	// DiskFullWrites counts chunk writes the file system refused for
+	// want of space (ENOSPC, EDQUOT).
+	DiskFullWrites uint64
+	// OpenFiles is the number of chunk files the store keeps open.
+	OpenFiles     int
 	CachedBytes   int64
 	PinnedBytes   int64
 	Chunks        int

@@ -10,10 +10,10 @@ import (
 )
 
 // TestDataCacheDiskFull puts the chunk store on a tmpfs far smaller than
-// its configured capacity, so that Puts fail with ENOSPC from the file
-// system: every READ is still answered with the origin's bytes, the
-// chunks that did fit are served from the cache, and no temp file is
-// left behind. Needs root (the test is skipped loudly without it).
+// its configured capacity: the store fits itself to the file system (it
+// evicts before it writes rather than fail Puts with ENOSPC), every READ
+// is answered with the origin's bytes, and no temp file is left behind.
+// Needs root (the test is skipped loudly without it).
 func TestDataCacheDiskFull(t *testing.T) {
 	// 16 pages: the store's FORMAT file takes one, and each chunk file
 	// (64-byte header + 4 KiB) two, so 7 of the file's 20 chunks fit.
@@ -21,6 +21,9 @@ func TestDataCacheDiskFull(t *testing.T) {
 	h := &cacheHarness{dir: t.TempDir(), chunks: mnt.Dir, dbPath: filepath.Join(t.TempDir(), "meta.db")}
 	h.open(t, cacheOpts{})
 	t.Cleanup(h.close)
+	if st := h.store.Stats(); st.EffectiveCapacityBytes != 15*4096 {
+		t.Fatalf("effective capacity %d on a tmpfs with 15 free pages", st.EffectiveCapacityBytes)
+	}
 
 	const chunks = 20
 	want := pattern(chunks*chunkBytes, 5)
@@ -32,12 +35,8 @@ func TestDataCacheDiskFull(t *testing.T) {
 		}
 	}
 	st := h.store.Stats()
-	if st.Chunks != 7 {
-		t.Fatalf("%d chunks stored on a file system with room for 7", st.Chunks)
-	}
-	// Pass 1 read every chunk from the origin, pass 2 those not stored.
-	if got, want := h.origin.reads.Load(), int64(chunks+chunks-st.Chunks); got != want {
-		t.Fatalf("%d origin reads over two passes, want %d", got, want)
+	if st.Chunks == 0 || st.Chunks > 7 || st.Puts < chunks {
+		t.Fatalf("%d chunks stored on a file system with room for 7, %d Puts", st.Chunks, st.Puts)
 	}
 	ents, err := os.ReadDir(filepath.Join(mnt.Dir, "tmp"))
 	if err != nil {

@@ -72,8 +72,9 @@ type Config struct {
 	// OpenFiles is how many chunk files the store keeps open after a
 	// read, so that the next hit of the chunk is one preadv with no open
 	// or close (see "Open files" in the package doc). Open lowers it to
-	// half of the process's RLIMIT_NOFILE soft limit if that is less. 0
-	// turns the cache of open files off. Each cached file costs one
+	// the process's RLIMIT_NOFILE soft limit less 4096 (half of it when
+	// the limit is below 8192) if that is less. 0 turns the cache of open
+	// files off. Each cached file costs one
 	// descriptor and the kernel's file object (about 250 bytes); its
 	// inode stays in memory, as the inodes of a warm cache do anyway.
 	OpenFiles int

@@ -160,7 +160,8 @@
 // A hit that opens, reads and closes its chunk spends as much CPU on the
 // open and close (and the path walk) as on the CRC. So the store keeps
 // the descriptors of recently read chunks open (Config.OpenFiles, default
-// DefaultOpenFiles, at most half of RLIMIT_NOFILE; 0 turns it off), and a
+// DefaultOpenFiles, leaving 4096 descriptors of RLIMIT_NOFILE, or half of
+// a small limit, to the rest; 0 turns it off), and a
 // hit of such a chunk is one preadv and a CRC. A chunk file never changes
 // once in place, so a descriptor reads its chunk's bytes for as long as it
 // is open. Each cached descriptor is reference-counted (the cache's

@@ -263,12 +263,21 @@ func (s *Store) closeFiles() {
 }
 
 // fileLimit is the effective bound of the cache: the configured one, but
-// at most half of the RLIMIT_NOFILE soft limit, so that the rest of the
-// process keeps descriptors to spare.
+// leaving the rest of the process descriptors to spare: at least half of
+// the RLIMIT_NOFILE soft limit, and at least fileReserve of it.
 func fileLimit(configured int) int {
 	var rl unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == unix.RLIM_INFINITY {
 		return configured
 	}
-	return int(min(uint64(configured), rl.Cur/2))
+	room := rl.Cur / 2
+	if rl.Cur > 2*fileReserve {
+		room = rl.Cur - fileReserve
+	}
+	return int(min(uint64(configured), room))
 }
+
+// fileReserve is how many descriptors the open-file cache leaves to the
+// rest of the process (client and origin connections, the database, logs)
+// when the limit is large enough: a few thousand connections.
+const fileReserve = 4096

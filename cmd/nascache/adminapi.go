@@ -95,8 +95,15 @@ type statusView struct {
 type cacheStatus struct {
 	CachedBytes   int64 `json:"cached_bytes"`
 	CapacityBytes int64 `json:"capacity_bytes"`
-	PinnedBytes   int64 `json:"pinned_bytes"`
-	Evictions     int64 `json:"evictions"`
+	// EffectiveCapacityBytes is less than CapacityBytes while the disk
+	// holding the cache has less room than cache_size.
+	EffectiveCapacityBytes int64 `json:"effective_capacity_bytes"`
+	// DiskFullWrites counts chunk writes the disk refused (ENOSPC, EDQUOT).
+	DiskFullWrites int64 `json:"disk_full_writes"`
+	// OpenFiles is how many chunk files the store keeps open.
+	OpenFiles   int   `json:"open_files"`
+	PinnedBytes int64 `json:"pinned_bytes"`
+	Evictions   int64 `json:"evictions"`
 	// CorruptChunks counts chunks that failed their checksum on read and
 	// were dropped (and fetched again from the origin).
 	CorruptChunks int64 `json:"corrupt_chunks"`
@@ -164,6 +171,7 @@ func statsSource(fs statser, exports []ExportConfig, origins []backend.Origin) f
 		if st.DataCache {
 			c := &cacheStatus{
 				CachedBytes: st.CachedBytes, CapacityBytes: st.CapacityBytes, PinnedBytes: st.PinnedBytes,
+				EffectiveCapacityBytes: st.EffectiveCapacityBytes, DiskFullWrites: int64(st.DiskFullWrites), OpenFiles: st.OpenFiles,
 				Evictions: int64(st.Evictions), CorruptChunks: int64(st.CorruptChunks),
 				Hits: int64(st.ChunkHits), Misses: int64(st.ChunkMisses),
 				CacheBytesServed: int64(st.CacheBytesServed), OriginBytesServed: int64(st.OriginBytesServed),

@@ -45,6 +45,10 @@ func renderStatus(w io.Writer, v statusView) error {
 			fill = fmt.Sprintf(" (%.1f%%)", 100*float64(c.CachedBytes)/float64(c.CapacityBytes))
 		}
 		fmt.Fprintf(tw, "cache\t%s of %s%s, %s pinned\n", formatBytes(float64(c.CachedBytes)), formatBytes(float64(c.CapacityBytes)), fill, formatBytes(float64(c.PinnedBytes)))
+		if c.EffectiveCapacityBytes > 0 && c.EffectiveCapacityBytes < c.CapacityBytes {
+			fmt.Fprintf(tw, "disk short\tthe cache's disk has room for %s only (%d writes refused): cache_size is larger than the disk\n",
+				formatBytes(float64(c.EffectiveCapacityBytes)), c.DiskFullWrites)
+		}
 		if c.HitRatio != nil {
 			fmt.Fprintf(tw, "hit ratio\t%.1f%% (%d hits, %d misses)\n", 100**c.HitRatio, c.Hits, c.Misses)
 		} else {
