@@ -23,15 +23,24 @@ var (
 	bucketInodes  = []byte("inodes")
 	bucketIndex   = []byte("fileids")
 	bucketPins    = []byte("pins")
+	// The freshness tier (fresh.go), added in schema version 2.
+	bucketGens     = []byte("gens")
+	bucketAttrs    = []byte("attrs")
+	bucketLookups  = []byte("lookups")
+	bucketListings = []byte("listings")
+	bucketListed   = []byte("listed")
 
 	keySchema     = []byte("schema")
 	keyHandleKey  = []byte("handlekey")
 	keyNextIno    = []byte("nextino")
 	keyNextExport = []byte("nextexport")
+	keyClean      = []byte("clean")
 )
 
-// schemaVersion is the layout of the buckets; Open refuses other values.
-const schemaVersion = 1
+// schemaVersion is the layout of the buckets. Open upgrades version 1
+// in place (version 2 only adds the buckets of the freshness tier) and
+// refuses any other value.
+const schemaVersion = 2
 
 // HandleKeyBytes is the size of the handle MAC key.
 const HandleKeyBytes = 32
@@ -54,7 +63,15 @@ type Options struct {
 	// LockTimeout bounds the wait for the file lock held by another
 	// process (1 s when zero).
 	LockTimeout time.Duration
+	// MaxBatchDelay is how long the first of concurrent Map writes waits
+	// for others to share its commit (group commit; 2 ms when zero).
+	MaxBatchDelay time.Duration
 }
+
+// defaultMaxBatchDelay: short, because a lone LOOKUP of a new object pays
+// it in full; writers arriving while a commit's fsync runs join the next
+// batch anyway.
+const defaultMaxBatchDelay = 2 * time.Millisecond
 
 // DB is the metadata database. All methods are safe for concurrent use.
 type DB struct {
@@ -62,6 +79,7 @@ type DB struct {
 	log       zerolog.Logger
 	rand      io.Reader
 	handleKey []byte
+	gens      gens
 }
 
 // Open opens (creating if needed) the database at path.
@@ -74,7 +92,11 @@ func Open(path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open meta db %s: %w", path, err)
 	}
-	db := &DB{bolt: bdb, log: opts.Logger, rand: opts.Rand}
+	bdb.MaxBatchDelay = opts.MaxBatchDelay
+	if bdb.MaxBatchDelay == 0 {
+		bdb.MaxBatchDelay = defaultMaxBatchDelay
+	}
+	db := &DB{bolt: bdb, log: opts.Logger, rand: opts.Rand, gens: gens{byExp: make(map[uint16]*Generation)}}
 	if db.rand == nil {
 		db.rand = rand.Reader
 	}
@@ -86,28 +108,43 @@ func Open(path string, opts Options) (*DB, error) {
 	return db, nil
 }
 
-// init creates the buckets, checks the schema and loads or makes the
-// handle key, all in one transaction.
+// init checks the schema (upgrading version 1), creates the buckets,
+// loads the export generations (moving them on after an unclean
+// shutdown, and removing the clean-shutdown marker) and loads or makes
+// the handle key, all in one transaction, which commits (fsynced) before
+// Open returns.
 func (db *DB) init() error {
-	return db.bolt.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketConfig, bucketExports, bucketRoots, bucketInodes, bucketIndex, bucketPins} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return fmt.Errorf("create bucket %s: %w", name, err)
-			}
+	crashed := false
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		cfg, err := tx.CreateBucketIfNotExists(bucketConfig)
+		if err != nil {
+			return fmt.Errorf("create bucket %s: %w", bucketConfig, err)
 		}
-		cfg := tx.Bucket(bucketConfig)
-		if v := cfg.Get(keySchema); v == nil {
-			if err := cfg.Put(keySchema, sealUint64(kindSchema, schemaVersion)); err != nil {
-				return fmt.Errorf("put schema: %w", err)
-			}
-		} else {
+		if v := cfg.Get(keySchema); v != nil {
 			s, err := openUint64(kindSchema, v)
 			if err != nil {
 				return fmt.Errorf("schema record: %w", err)
 			}
-			if s != schemaVersion {
-				return fmt.Errorf("schema version %d, this build reads %d: %w", s, schemaVersion, ErrCorrupt)
+			if s != schemaVersion && s != 1 {
+				return fmt.Errorf("schema version %d, this build reads 1 and %d: %w", s, schemaVersion, ErrCorrupt)
 			}
+			if s == 1 {
+				db.log.Info().Msg("upgrading meta db schema 1 -> 2")
+			}
+		}
+		// Version 1 lacks the freshness buckets; creating them is the
+		// whole upgrade.
+		for _, name := range [][]byte{bucketExports, bucketRoots, bucketInodes, bucketIndex, bucketPins,
+			bucketGens, bucketAttrs, bucketLookups, bucketListings, bucketListed} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		if err := cfg.Put(keySchema, sealUint64(kindSchema, schemaVersion)); err != nil {
+			return fmt.Errorf("put schema: %w", err)
+		}
+		if crashed, err = db.loadGens(tx); err != nil {
+			return fmt.Errorf("export generations: %w", err)
 		}
 		if v := cfg.Get(keyHandleKey); v != nil {
 			p, err := open(kindHandleKey, v)
@@ -130,12 +167,23 @@ func (db *DB) init() error {
 		db.handleKey = key
 		return nil
 	})
+	if err == nil && crashed {
+		db.log.Warn().Msg("meta db was not closed cleanly: cached attributes, lookups and listings of before are retired")
+	}
+	return err
 }
 
-// Close closes the database. No call may follow.
+// Close records a clean shutdown (the export generations and the marker
+// Open looks for) and closes the database. Whoever persists freshness
+// records (cachefs.FS) must have stopped before. No call may follow.
 func (db *DB) Close() error {
+	cerr := db.markClean()
 	if err := db.bolt.Close(); err != nil {
 		return fmt.Errorf("close meta db: %w", err)
+	}
+	if cerr != nil {
+		// The next Open takes it as a crash: safe, only colder.
+		return fmt.Errorf("close meta db: mark clean shutdown: %w", cerr)
 	}
 	db.log.Info().Msg("meta db closed")
 	return nil
@@ -287,9 +335,14 @@ func (db *DB) mapBatch(export uint16, entries []Entry, out []Inode) error {
 		return err
 	}
 	// Re-check inside the write transaction: another writer may have
-	// mapped the same objects since the read. Everything below is
-	// idempotent, so a retried batch does no harm.
-	return db.bolt.Update(func(tx *bolt.Tx) error {
+	// mapped the same objects since the read. Concurrent callers share
+	// one commit (bolt's Batch, group commit). Batch may run this
+	// function more than once, each time in a fresh transaction after the
+	// last one rolled back, and runs the functions of one batch one after
+	// another in one transaction: it reads the inode counter from the
+	// transaction it is given, overwrites every out[i] it sets and keeps
+	// nothing else, so a rerun does no harm.
+	return db.bolt.Batch(func(tx *bolt.Tx) error {
 		alloc, err := newAllocator(tx, db.rand)
 		if err != nil {
 			return err
@@ -506,8 +559,9 @@ func (db *DB) Relocate(ino, parent uint64, name string, handle []byte) (Inode, e
 	return out, nil
 }
 
-// Forget deletes the record of ino (its object is gone at the origin) and
-// its FileID index entry. Its number is never handed out again, so a
+// Forget deletes the record of ino (its object is gone at the origin), its
+// FileID index entry, its pin, and what the freshness tier holds about it
+// (attributes; for a directory its listing and the lookups made in it). Its number is never handed out again, so a
 // handle naming it is stale from now on. Forgetting an absent inode is
 // not an error (retries are safe).
 func (db *DB) Forget(ino uint64) error {
@@ -527,6 +581,9 @@ func (db *DB) Forget(ino uint64) error {
 			}
 		}
 		if err := tx.Bucket(bucketPins).Delete(inoKey(ino)); err != nil {
+			return err
+		}
+		if err := forgetFresh(tx, ino); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketInodes).Delete(inoKey(ino))

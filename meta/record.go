@@ -28,6 +28,12 @@ const (
 	kindInode     recordKind = 5
 	kindIndex     recordKind = 6
 	kindPin       recordKind = 7
+	kindGen       recordKind = 8
+	kindClean     recordKind = 9
+	kindAttr      recordKind = 10
+	kindLookup    recordKind = 11
+	kindListing   recordKind = 12
+	kindListed    recordKind = 13
 )
 
 const recordVersion = 1
