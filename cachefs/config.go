@@ -16,14 +16,31 @@ type Config struct {
 	// Exports are the exports served. Ids and paths must be unique.
 	Exports []ExportConfig
 	// InodeCacheEntries bounds the in-memory cache of inode records in
-	// front of meta (65536 when zero).
+	// front of meta (262,144 when zero; about 150 bytes each).
 	InodeCacheEntries int
 	// ListingCacheEntries bounds the directory entries kept in cached
-	// listing snapshots, summed over all snapshots (1,000,000 when zero; about 200 bytes each).
+	// listing snapshots in memory, summed over all snapshots (1,000,000
+	// when zero; about 200 bytes each). It is the bound that matters;
+	// older snapshots beyond it are evicted (listings of non-strict
+	// exports stay in meta).
 	ListingCacheEntries int
-	// ListingCacheSnapshots bounds how many listing snapshots are kept
-	// (64 when zero).
+	// ListingCacheSnapshots bounds how many listing snapshots are kept in
+	// memory (65,536 when zero), so that many small directories are not
+	// re-listed on every pass over a tree.
 	ListingCacheSnapshots int
+	// FreshCacheEntries bounds the attributes and, separately, the lookups
+	// of non-strict exports kept in memory (524,288 when zero; about 150
+	// bytes each). A full map sheds a random eighth; meta keeps them all.
+	FreshCacheEntries int
+	// PersistQueueEntries bounds the origin answers waiting to be written
+	// to meta (524,288 when zero; negative keeps attributes, lookups and
+	// listings in memory only). When it is full, new answers are not
+	// persisted; no call ever waits for it.
+	PersistQueueEntries int
+	// PersistFlushInterval is how long answers may wait in the queue
+	// before they are committed to meta together (20 ms when zero); a
+	// batch of 16,384 is committed at once.
+	PersistFlushInterval time.Duration
 
 	// Chunks is the data cache. Nil turns data caching off: every READ
 	// goes to the origin. The FS does not close it; the caller closes it
@@ -65,7 +82,8 @@ type ExportConfig struct {
 // DefaultConfig returns a Config with the default bounds and no exports.
 func DefaultConfig() Config {
 	return Config{
-		InodeCacheEntries: 65536, ListingCacheEntries: 1_000_000, ListingCacheSnapshots: 64,
+		InodeCacheEntries: 1 << 18, ListingCacheEntries: 1_000_000, ListingCacheSnapshots: 1 << 16,
+		FreshCacheEntries: 1 << 19, PersistQueueEntries: 1 << 19, PersistFlushInterval: 20 * time.Millisecond,
 		ChunkSizeBytes: 1 << 20, OriginConcurrency: 32, ReadAheadMaxChunks: 8,
 	}
 }
@@ -80,6 +98,15 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.ListingCacheSnapshots == 0 {
 		c.ListingCacheSnapshots = d.ListingCacheSnapshots
+	}
+	if c.FreshCacheEntries == 0 {
+		c.FreshCacheEntries = d.FreshCacheEntries
+	}
+	if c.PersistQueueEntries == 0 {
+		c.PersistQueueEntries = d.PersistQueueEntries
+	}
+	if c.PersistFlushInterval == 0 {
+		c.PersistFlushInterval = d.PersistFlushInterval
 	}
 	if c.ChunkSizeBytes == 0 {
 		c.ChunkSizeBytes = d.ChunkSizeBytes
@@ -130,6 +157,12 @@ func (c Config) Validate() error {
 	}
 	if c.ListingCacheSnapshots < 0 {
 		errs = append(errs, errors.New("listing_cache_snapshots: negative"))
+	}
+	if c.FreshCacheEntries < 0 {
+		errs = append(errs, errors.New("fresh_cache_entries: negative"))
+	}
+	if c.PersistFlushInterval < 0 {
+		errs = append(errs, errors.New("persist_flush_interval: negative"))
 	}
 	if c.ChunkSizeBytes < 0 || c.ChunkSizeBytes > maxChunkBytes {
 		errs = append(errs, fmt.Errorf("chunk_size: %d is not in 1..%d", c.ChunkSizeBytes, maxChunkBytes))

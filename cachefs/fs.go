@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/nascache/nascache/backend"
@@ -31,6 +30,9 @@ type FS struct {
 	m        *metrics
 	now      func() time.Time
 	fresh    *freshCache
+	// persist writes attributes, lookups and listings to meta; nil when
+	// Config.PersistQueueEntries is negative.
+	persist *persister
 	// data is the chunk cache; nil when Config.Chunks is nil.
 	data *dataCache
 }
@@ -44,11 +46,14 @@ type export struct {
 	consistency Consistency
 	// gen counts namespace changes made through nascache; cached
 	// attributes, lookups and listings of older generations are not used.
-	gen atomic.Uint64
+	// It lives in meta, which keeps it across restarts (fresh.go).
+	gen *meta.Generation
 }
 
 // New returns an FS serving cfg.Exports with inode records in db. It
-// starts nothing; the caller keeps ownership of db and of the origins.
+// starts nothing (the meta writer starts when there is something to
+// write, and Close stops it); the caller keeps ownership of db and of
+// the origins, and closes db after the FS.
 func New(cfg Config, db *meta.DB, logger zerolog.Logger) (*FS, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -65,10 +70,14 @@ func New(cfg Config, db *meta.DB, logger zerolog.Logger) (*FS, error) {
 		listings: newListingCache(cfg.ListingCacheSnapshots, cfg.ListingCacheEntries, uint64(time.Now().UnixNano())),
 		m:        newMetrics(),
 		now:      cfg.Now,
-		fresh:    newFreshCache(),
+		fresh:    newFreshCache(cfg.FreshCacheEntries),
 	}
 	for _, e := range cfg.Exports {
-		fs.exports[e.ID] = &export{id: e.ID, path: e.Path, origin: e.Origin, fsid: fsidOf(e.ID), consistency: e.Consistency}
+		fs.exports[e.ID] = &export{id: e.ID, path: e.Path, origin: e.Origin, fsid: fsidOf(e.ID), consistency: e.Consistency, gen: db.Generation(e.ID)}
+	}
+	if cfg.PersistQueueEntries > 0 {
+		fs.persist = newPersister(db, logger, cfg.PersistQueueEntries, cfg.PersistFlushInterval, fs.retireAll)
+		fs.fresh.onDrop = fs.persistDrop
 	}
 	if err := fs.m.register(cfg.Registry, fs.Stats); err != nil {
 		return nil, fmt.Errorf("cachefs: register metrics: %w", err)
@@ -90,12 +99,23 @@ func New(cfg Config, db *meta.DB, logger zerolog.Logger) (*FS, error) {
 // may treat specially.
 func fsidOf(id uint16) uint64 { return 0x6e63<<48 | uint64(id) }
 
-// Close stops read-ahead and the chunk fetches in flight, waits for them
-// and drops the in-memory caches. It does not close the origins, the
-// chunk store or the meta db, which the caller owns. No call may follow.
+// retireAll retires the cached answers of every export.
+func (fs *FS) retireAll() {
+	for _, ex := range fs.exports {
+		fs.retire(ex)
+	}
+}
+
+// Close stops read-ahead and the chunk fetches in flight, waits for them,
+// writes what waits for meta and stops its writer, and drops the
+// in-memory caches. It does not close the origins, the chunk store or the
+// meta db, which the caller owns and closes after it. No call may follow.
 func (fs *FS) Close() error {
 	if fs.data != nil {
 		fs.data.close()
+	}
+	if fs.persist != nil {
+		fs.persist.close()
 	}
 	fs.inodes.clear()
 	fs.listings.clear()
@@ -276,11 +296,8 @@ func (fs *FS) findByFileID(ctx context.Context, cred Cred, ex *export, dir backe
 // getattr returns n's attributes: cached ones while the export's
 // consistency allows, else the origin's (healing a stale handle).
 func (fs *FS) getattr(ctx context.Context, cred Cred, n *node) (backend.Attr, error) {
-	if n.ex.cached() {
-		if e, ok := fs.fresh.attr(n.in.Ino); ok && fs.usable(n.ex, e.asked, e.gen) {
-			fs.m.attrHits.Add(1)
-			return e.a, nil
-		}
+	if a, ok := fs.freshAttr(n.ex, n.in.Ino); ok {
+		return a, nil
 	}
 	return fs.getattrOrigin(ctx, cred, n)
 }
@@ -296,7 +313,7 @@ func (fs *FS) getattrOrigin(ctx context.Context, cred Cred, n *node) (backend.At
 		return err
 	})
 	if err == nil {
-		fs.noteAttr(n.ex, n.in.Ino, a, asked, gen)
+		fs.noteOriginAttr(n.ex, n.in.Ino, a, asked, gen)
 	}
 	return a, err
 }
@@ -325,7 +342,7 @@ func (fs *FS) forget(ex *export, a backend.Attr) error {
 		return metaErr(err)
 	}
 	fs.inodes.drop(in.Ino)
-	fs.fresh.dropAttr(in.Ino)
+	fs.fresh.dropAttr(in.Ino) // meta dropped its record in Forget
 	if fs.data != nil {
 		fs.data.invalidate(context.Background(), in.Ino)
 	}

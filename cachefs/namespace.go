@@ -62,8 +62,8 @@ func (fs *FS) lookup(ctx context.Context, cred Cred, dirID NodeID, name string) 
 		h, a, err = dir.ex.origin.Lookup(ctx, cred, hs[0], name)
 		return err
 	})
-	if errors.Is(err, backend.ErrNotExist) && dir.ex.cached() {
-		fs.fresh.putLookup(dir.in.Ino, name, lookupEntry{asked: asked, gen: gen})
+	if errors.Is(err, backend.ErrNotExist) {
+		fs.noteLookup(dir.ex, dir.in.Ino, name, 0, asked, gen)
 	}
 	if err != nil {
 		return NodeID{}, Attr{}, da, err
@@ -72,21 +72,20 @@ func (fs *FS) lookup(ctx context.Context, cred Cred, dirID NodeID, name string) 
 	if err != nil {
 		return NodeID{}, Attr{}, da, err
 	}
-	if dir.ex.cached() {
-		fs.fresh.putLookup(dir.in.Ino, name, lookupEntry{ino: in.Ino, asked: asked, gen: gen})
-		fs.noteAttr(dir.ex, in.Ino, a, asked, gen)
-	}
+	fs.noteLookup(dir.ex, dir.in.Ino, name, in.Ino, asked, gen)
+	fs.noteOriginAttr(dir.ex, in.Ino, a, asked, gen)
 	return NodeID{Export: dir.ex.id, Ino: in.Ino, Gen: in.Gen}, dir.ex.attr(in.Ino, a), da, nil
 }
 
-// cachedLookup answers a LOOKUP of name in dir from the cache when the
-// export's consistency allows; ok is false when the origin must be asked.
+// cachedLookup answers a LOOKUP of name in dir from the cache (memory,
+// then meta) when the export's consistency allows; ok is false when the
+// origin must be asked.
 func (fs *FS) cachedLookup(ctx context.Context, cred Cred, dir *node, name string) (NodeID, Attr, bool, error) {
 	if !dir.ex.cached() {
 		return NodeID{}, Attr{}, false, nil
 	}
-	e, ok := fs.fresh.lookup(dir.in.Ino, name)
-	if !ok || !fs.usable(dir.ex, e.asked, e.gen) {
+	e, ok := fs.freshLookup(dir.ex, dir.in.Ino, name)
+	if !ok {
 		return NodeID{}, Attr{}, false, nil
 	}
 	if e.ino == 0 {
@@ -147,11 +146,13 @@ func (fs *FS) make(ctx context.Context, cred Cred, dirID NodeID, name string, sa
 	}
 	var h backend.Handle
 	var a backend.Attr
+	end := dir.ex.beginChange()
 	err = fs.call(ctx, cred, []*node{&dir}, func(hs []backend.Handle) error {
 		var err error
 		h, a, err = mk(hs[0])
 		return err
 	})
+	end()
 	fs.postDir(ctx, cred, &dir, &wcc)
 	if err != nil {
 		return NodeID{}, Attr{}, wcc, err
@@ -165,11 +166,10 @@ func (fs *FS) make(ctx context.Context, cred Cred, dirID NodeID, name string, sa
 
 // postDir fills the post-operation attributes of a directory. They are
 // optional in NFSv3, so a failure leaves them out (the client then
-// revalidates) rather than failing an operation that was done.
+// revalidates) rather than failing an operation that was done. Every
+// namespace change calls it after the change ended (beginChange's end),
+// so the attributes fetched here belong to the new generation.
 func (fs *FS) postDir(ctx context.Context, cred Cred, dir *node, wcc *WCC) {
-	// Every namespace change ends here: retire the cached view of the
-	// export first (fresh.go), then fetch the directory's new attributes.
-	dir.ex.changed()
 	a, err := fs.getattrOrigin(ctx, cred, dir)
 	if err != nil {
 		fs.log.Debug().Err(err).Uint64("ino", dir.in.Ino).Msg("no post-op attributes")
@@ -298,6 +298,7 @@ func (fs *FS) unlink(ctx context.Context, cred Cred, dirID NodeID, name string, 
 		return wcc, err
 	}
 	var victim backend.Attr
+	end := dir.ex.beginChange()
 	err = fs.call(ctx, cred, []*node{&dir}, func(hs []backend.Handle) error {
 		var err error
 		if _, victim, err = dir.ex.origin.Lookup(ctx, cred, hs[0], name); err != nil {
@@ -316,6 +317,7 @@ func (fs *FS) unlink(ctx context.Context, cred Cred, dirID NodeID, name string, 
 		}
 		return dir.ex.origin.Remove(ctx, cred, hs[0], name)
 	})
+	end()
 	fs.postDir(ctx, cred, &dir, &wcc)
 	if err != nil {
 		return wcc, err
@@ -374,6 +376,7 @@ func (fs *FS) rename(ctx context.Context, cred Cred, fromDirID NodeID, fromName 
 	var moved, replaced backend.Attr
 	var newH backend.Handle
 	hadTarget := false
+	end := from.ex.beginChange()
 	err = fs.call(ctx, cred, []*node{&from, &to}, func(hs []backend.Handle) error {
 		var err error
 		hadTarget = false
@@ -406,6 +409,7 @@ func (fs *FS) rename(ctx context.Context, cred Cred, fromDirID NodeID, fromName 
 		newH, moved, err = from.ex.origin.Lookup(ctx, cred, hs[1], toName)
 		return err
 	})
+	end()
 	fs.postDir(ctx, cred, &from, &fw)
 	fs.postDir(ctx, cred, &to, &tw)
 	if err != nil {
@@ -456,6 +460,7 @@ func (fs *FS) link(ctx context.Context, cred Cred, id NodeID, dirID NodeID, name
 	}
 	var a backend.Attr
 	var newH backend.Handle
+	end := n.ex.beginChange()
 	err = fs.call(ctx, cred, []*node{&n, &dir}, func(hs []backend.Handle) error {
 		var err error
 		if a, err = n.ex.origin.Link(ctx, cred, hs[0], hs[1], name); err != nil {
@@ -466,6 +471,7 @@ func (fs *FS) link(ctx context.Context, cred Cred, id NodeID, dirID NodeID, name
 		}
 		return nil
 	})
+	end()
 	fs.postDir(ctx, cred, &dir, &wcc)
 	if err != nil {
 		return Attr{}, wcc, err

@@ -19,6 +19,17 @@ import (
 // snapshot has cookie i+1, so a client resumes by position and paging
 // through n entries costs O(n) in total. "." and ".." are the first two
 // entries of every snapshot.
+//
+// A non-strict export keeps listings in meta too (fresh.go): a fresh
+// snapshot is queued for the meta writer, and a listing that memory lacks
+// is loaded from meta (one read transaction, with every entry's inode
+// record and attributes) before the origin is asked. A loaded listing is
+// a snapshot like any other, under a new verifier: its names and order
+// are those of the snapshot it was persisted from (the same generation,
+// so the same answer), so a client that resumes by position after its
+// verifier was evicted sees no more duplicates or misses than a rebuild
+// from the origin would give it. Its attributes are served like those of
+// a kept snapshot: current per the export's consistency, page by page.
 
 // listing is one snapshot of a directory.
 type listing struct {
@@ -148,9 +159,17 @@ func (fs *FS) readDir(ctx context.Context, cred Cred, dirID NodeID, cookie, veri
 	}
 	if l == nil && dir.ex.cached() {
 		// A non-strict export serves a new listing from a snapshot the
-		// consistency mode still trusts, without the origin.
-		if c := fs.listings.latest(dir.in.Ino); c != nil && fs.usable(dir.ex, c.asked, c.gen) {
-			l = c
+		// consistency mode still trusts, without the origin: the newest
+		// in memory, else (memory has none, so meta's is the newest)
+		// the one in meta.
+		if c := fs.listings.latest(dir.in.Ino); c != nil {
+			if fs.usable(dir.ex, c.asked, c.gen) {
+				l = c
+			}
+		} else if l, err = fs.loadListing(ctx, cred, &dir, da); err != nil {
+			return res, err
+		} else if l != nil {
+			fs.listings.add(l)
 		}
 	}
 	fresh := l == nil
@@ -159,6 +178,9 @@ func (fs *FS) readDir(ctx context.Context, cred Cred, dirID NodeID, cookie, veri
 			return res, err
 		}
 		fs.listings.add(l)
+		if dir.ex.cached() && fs.persist != nil {
+			fs.persist.listing(dir.ex.stamp(l.asked, l.gen), l)
+		}
 	}
 	res.Verifier = l.verifier
 	if cookie > uint64(len(l.entries)) {
@@ -207,26 +229,10 @@ func (fs *FS) snapshot(ctx context.Context, cred Cred, dir *node, da backend.Att
 	if err != nil {
 		return nil, metaErr(err)
 	}
-	// "." and ".." first; ".." of an export root is the root itself.
-	parent, pa := dir.in, da
-	if dir.in.Parent != 0 {
-		p, err := fs.inode(dir.in.Parent)
-		if err != nil {
-			return nil, fmt.Errorf("parent %d: %w", dir.in.Parent, err)
-		}
-		pn := node{ex: dir.ex, in: p}
-		if pa, err = fs.getattr(ctx, cred, &pn); err != nil {
-			return nil, fmt.Errorf("parent %d: %w", dir.in.Parent, err)
-		}
-		parent = pn.in
+	out, hs, err := fs.dots(ctx, cred, dir, da, len(ents))
+	if err != nil {
+		return nil, err
 	}
-	out := make([]DirEntry, 0, len(ents)+2)
-	hs := make([]backend.Handle, 0, len(ents)+2)
-	hs = append(hs, dir.in.Handle, parent.Handle)
-	out = append(out,
-		DirEntry{Name: ".", Cookie: 1, Node: node{ex: dir.ex, in: dir.in}.id(), Attr: dir.ex.attr(dir.in.Ino, da)},
-		DirEntry{Name: "..", Cookie: 2, Node: node{ex: dir.ex, in: parent}.id(), Attr: dir.ex.attr(parent.Ino, pa)},
-	)
 	for i, e := range ents {
 		in := ins[i]
 		out = append(out, DirEntry{
@@ -235,26 +241,88 @@ func (fs *FS) snapshot(ctx context.Context, cred Cred, dir *node, da backend.Att
 			Attr: dir.ex.attr(in.Ino, e.Attr),
 		})
 		hs = append(hs, e.Handle)
-		fs.noteAttr(dir.ex, in.Ino, e.Attr, asked, gen)
+		fs.noteOriginAttr(dir.ex, in.Ino, e.Attr, asked, gen)
 	}
 	return &listing{dir: dir.in.Ino, entries: out, handles: hs, asked: asked, gen: gen}, nil
+}
+
+// dots starts a snapshot of dir with room for n more entries: "." and
+// "..", where ".." of an export root is the root itself.
+func (fs *FS) dots(ctx context.Context, cred Cred, dir *node, da backend.Attr, n int) ([]DirEntry, []backend.Handle, error) {
+	parent, pa := dir.in, da
+	if dir.in.Parent != 0 {
+		p, err := fs.inode(dir.in.Parent)
+		if err != nil {
+			return nil, nil, fmt.Errorf("parent %d: %w", dir.in.Parent, err)
+		}
+		pn := node{ex: dir.ex, in: p}
+		if pa, err = fs.getattr(ctx, cred, &pn); err != nil {
+			return nil, nil, fmt.Errorf("parent %d: %w", dir.in.Parent, err)
+		}
+		parent = pn.in
+	}
+	out := make([]DirEntry, 0, n+2)
+	hs := make([]backend.Handle, 0, n+2)
+	hs = append(hs, dir.in.Handle, parent.Handle)
+	out = append(out,
+		DirEntry{Name: ".", Cookie: 1, Node: node{ex: dir.ex, in: dir.in}.id(), Attr: dir.ex.attr(dir.in.Ino, da)},
+		DirEntry{Name: "..", Cookie: 2, Node: node{ex: dir.ex, in: parent}.id(), Attr: dir.ex.attr(parent.Ino, pa)},
+	)
+	return out, hs, nil
+}
+
+// loadListing returns the listing of dir that meta holds, when it is
+// usable, else nil: one read transaction for the names, inode records and
+// attributes of all entries. The inode records and attributes go into
+// memory (the pages that follow read them from there).
+func (fs *FS) loadListing(ctx context.Context, cred Cred, dir *node, da backend.Attr) (*listing, error) {
+	if fs.persist == nil {
+		return nil, nil
+	}
+	rec, err := fs.db.Listing(dir.in.Ino)
+	if err != nil {
+		fs.metaMiss(err, "listing", dir.in.Ino)
+		return nil, nil
+	}
+	if rec.Export != dir.ex.id || !fs.usable(dir.ex, rec.Asked, rec.Gen) {
+		return nil, nil
+	}
+	for _, e := range rec.Entries {
+		if e.Inode.Export != dir.ex.id {
+			return nil, nil // not ours: a bug elsewhere, do not serve it
+		}
+	}
+	out, hs, err := fs.dots(ctx, cred, dir, da, len(rec.Entries))
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range rec.Entries {
+		in := e.Inode
+		out = append(out, DirEntry{
+			Name: e.Name, Cookie: uint64(len(out) + 1),
+			Node: NodeID{Export: dir.ex.id, Ino: in.Ino, Gen: in.Gen},
+		})
+		hs = append(hs, in.Handle)
+		fs.inodes.put(in)
+		if e.HasAttr && e.Attr.Export == dir.ex.id {
+			fs.fresh.loadAttr(in.Ino, attrEntry{a: e.Attr.Attr, asked: e.Attr.Asked, gen: e.Attr.Gen})
+		}
+	}
+	return &listing{dir: dir.in.Ino, entries: out, handles: hs, asked: rec.Asked, gen: rec.Gen}, nil
 }
 
 // entryAttr returns the current attributes of a listed object, or the zero
 // Attr (sent as "no attributes") when they cannot be had: the entry may
 // have gone since the snapshot was taken, which is not the listing's error.
 func (fs *FS) entryAttr(ctx context.Context, cred Cred, ex *export, ino uint64, h backend.Handle) Attr {
-	if ex.cached() {
-		if e, ok := fs.fresh.attr(ino); ok && fs.usable(ex, e.asked, e.gen) {
-			fs.m.attrHits.Add(1)
-			return ex.attr(ino, e.a)
-		}
+	if a, ok := fs.freshAttr(ex, ino); ok {
+		return ex.attr(ino, a)
 	}
 	gen, asked := ex.gen.Load(), fs.now()
 	a, err := ex.origin.GetAttr(ctx, cred, h)
 	if err != nil {
 		return Attr{}
 	}
-	fs.noteAttr(ex, ino, a, asked, gen)
+	fs.noteOriginAttr(ex, ino, a, asked, gen)
 	return ex.attr(ino, a)
 }

@@ -288,7 +288,7 @@ func (db *DB) Listing(dir uint64) (Listing, error) {
 			return err
 		}
 		l.Stamp = stamp
-		l.Entries = make([]Listed, 0, min(count, 1<<16))
+		l.Entries = make([]Listed, 0, min(count, 1<<20)) // count passed its CRC
 		attrs := tx.Bucket(bucketAttrs)
 		prefix := inoKey(dir)
 		c := tx.Bucket(bucketListed).Cursor()
