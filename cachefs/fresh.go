@@ -97,6 +97,10 @@ type attrEntry struct {
 	void bool
 }
 
+// voidGen is the generation of a void entry: never current, so even a
+// reader that does not look at void does not use it.
+const voidGen = ^uint64(0)
+
 type lookupEntry struct {
 	ino   uint64 // 0: the name does not exist
 	asked time.Time
@@ -168,7 +172,7 @@ func (c *freshCache) dropAttr(ino uint64) {
 	if _, ok := c.attrs[ino]; !ok {
 		shrinkLocked(c.attrs, c.max)
 	}
-	c.attrs[ino] = attrEntry{void: true}
+	c.attrs[ino] = attrEntry{void: true, gen: voidGen}
 	c.mu.Unlock()
 	if c.onDrop != nil {
 		c.onDrop(ino)

@@ -195,7 +195,7 @@ func (p *persister) pendingAttr(ino uint64) (attrEntry, bool) {
 	case !ok:
 		return attrEntry{}, false
 	case q.drop:
-		return attrEntry{void: true}, true
+		return attrEntry{void: true, gen: voidGen}, true
 	}
 	return attrEntry{a: q.rec.Attr, asked: q.rec.Asked, gen: q.rec.Gen}, true
 }
