@@ -7,7 +7,8 @@
 // readers wait (internal/flight), read ahead on sequential access, loaded
 // ahead of time and pinned by Warm (warm.go). Attributes, lookups
 // (negative ones too) and listing snapshots are trusted per export's
-// Consistency (fresh.go). Writes still go through to the origin; write-back
+// Consistency (fresh.go), kept in memory and in meta (written behind by
+// persist.go, read on a memory miss), so a restart keeps them. Writes still go through to the origin; write-back
 // of a later issue plugs in at write.go (writeData, commitData). readData
 // (read.go) is the only place file data is fetched.
 //
@@ -52,9 +53,11 @@
 //
 // # Concurrency
 //
-// All methods are safe for concurrent use. With a data cache the FS owns
-// goroutines: chunk fetches (one per chunk in flight) and read-ahead;
-// Close cancels them and waits. The inode cache, the listing cache, the
+// All methods are safe for concurrent use. The FS owns goroutines: the
+// meta writer (persist.go; running while answers wait to be written) and,
+// with a data cache, chunk fetches (one per chunk in flight) and
+// read-ahead; Close stops them and waits (the writer after writing what
+// is queued). The inode cache, the listing cache, the
 // freshness cache and the data cache's tables each have their own mutex
 // guarding their maps, never held across a call to meta, the store or an
 // origin, and never held together, so there is no lock order to keep. meta serialises its own
