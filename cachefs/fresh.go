@@ -72,6 +72,10 @@ import (
 //   - Under ttl the asked time is wall clock, so a TTL keeps running across
 //     a restart; immutable answers live until the export changes through
 //     nascache or nascache crashes. Strict exports cache nothing.
+//   - An export whose consistency mode changed since the last start is
+//     retired at New (meta.SetConsistency): an answer taken under ttl is
+//     not to be trusted forever under immutable, and while an export was
+//     strict its origin may have changed behind nascache.
 //
 // Garbage: an answer refreshed under the same key overwrites the old
 // record; Forget of an inode drops its attributes and, for a directory,

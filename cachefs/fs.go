@@ -73,7 +73,18 @@ func New(cfg Config, db *meta.DB, logger zerolog.Logger) (*FS, error) {
 		fresh:    newFreshCache(cfg.FreshCacheEntries),
 	}
 	for _, e := range cfg.Exports {
-		fs.exports[e.ID] = &export{id: e.ID, path: e.Path, origin: e.Origin, fsid: fsidOf(e.ID), consistency: e.Consistency, gen: db.Generation(e.ID)}
+		ex := &export{id: e.ID, path: e.Path, origin: e.Origin, fsid: fsidOf(e.ID), consistency: e.Consistency, gen: db.Generation(e.ID)}
+		fs.exports[e.ID] = ex
+		// Answers meta keeps were taken under the mode recorded with
+		// them; under another they may not be trusted (fresh.go).
+		changed, err := db.SetConsistency(e.ID, e.Consistency.String())
+		if err != nil {
+			return nil, fmt.Errorf("cachefs: export %s: %w", e.Path, err)
+		}
+		if changed {
+			ex.gen.BeginChange()
+			ex.gen.EndChange()
+		}
 	}
 	if cfg.PersistQueueEntries > 0 {
 		fs.persist = newPersister(db, logger, cfg.PersistQueueEntries, cfg.PersistFlushInterval, fs.retireAll)

@@ -514,3 +514,26 @@ func BenchmarkListAfterRestart(b *testing.B) {
 		b.Fatalf("%d origin calls after the last restart", c)
 	}
 }
+
+// TestPersistedModeChangeRetires: answers persisted under one consistency
+// mode are not used after a restart under another.
+func TestPersistedModeChangeRetires(t *testing.T) {
+	h := newFreshHarness(t, cachefs.Consistency{Mode: cachefs.ConsistencyImmutable})
+	h.writeOrigin(t, "a", 1)
+	touch := func() {
+		t.Helper()
+		if got := h.list(t, h.root); len(got) != 3 {
+			t.Fatalf("listing %v", got)
+		}
+	}
+	touch()
+	h.consistency = cachefs.Consistency{Mode: cachefs.ConsistencyTTL, TTL: time.Hour}
+	h.restart(t)
+	if c := h.calls(touch); c == 0 {
+		t.Fatal("after a mode change the persisted listing was used")
+	}
+	h.restart(t)
+	if c := h.calls(touch); c != 0 {
+		t.Fatalf("same mode after a restart: %d origin calls", c)
+	}
+}

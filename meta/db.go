@@ -29,6 +29,7 @@ var (
 	bucketLookups  = []byte("lookups")
 	bucketListings = []byte("listings")
 	bucketListed   = []byte("listed")
+	bucketModes    = []byte("modes")
 
 	keySchema     = []byte("schema")
 	keyHandleKey  = []byte("handlekey")
@@ -135,7 +136,7 @@ func (db *DB) init() error {
 		// Version 1 lacks the freshness buckets; creating them is the
 		// whole upgrade.
 		for _, name := range [][]byte{bucketExports, bucketRoots, bucketInodes, bucketIndex, bucketPins,
-			bucketGens, bucketAttrs, bucketLookups, bucketListings, bucketListed} {
+			bucketGens, bucketAttrs, bucketLookups, bucketListings, bucketListed, bucketModes} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}

@@ -52,11 +52,12 @@
 //	bucket "lookups"  u64 dir ino | name  -> record(kindLookup, stamp | u64 ino, 0: absent)
 //	bucket "listings" u64 dir ino         -> record(kindListing, stamp | u64 entry count)
 //	bucket "listed"   u64 dir ino | name  -> record(kindListed, u64 ino)
+//	bucket "modes"    u16 export id (BE)  -> record(kindMode, consistency mode as text)
 //
 // A listing is its header plus a prefix scan of "listed" over the
 // directory's inode, which yields the names in byte order; it is used
 // only when the count matches. The payloads are drawn in fresh.go.
-// Version 1 of the schema lacked the last five buckets; Open adds them.
+// Version 1 of the schema lacked the last six buckets; Open adds them.
 //
 // The pins bucket lists the inodes whose cached data is pinned (nascache
 // warm --pin); cachefs re-applies the pins to the chunk store at start.

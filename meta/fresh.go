@@ -235,6 +235,30 @@ func putGen(tx *bolt.Tx, export uint16, gen uint64) error {
 	return nil
 }
 
+// SetConsistency records the consistency mode an export is served with
+// (any string the caller uses to name it) and reports whether a different
+// one was recorded before. A caller that changed the mode retires the
+// export's persisted answers: one taken under ttl must not be trusted
+// forever under immutable, nor one older than a period under strict (when
+// nothing was cached and the origin may have changed).
+func (db *DB) SetConsistency(export uint16, mode string) (changed bool, err error) {
+	err = db.bolt.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketModes)
+		if v := b.Get(genKey(export)); v != nil {
+			p, err := open(kindMode, v)
+			if err == nil && string(p) == mode {
+				return nil
+			}
+			changed = true // a corrupt record counts as a change
+		}
+		return b.Put(genKey(export), seal(kindMode, []byte(mode)))
+	})
+	if err != nil {
+		return false, fmt.Errorf("consistency of export %d: %w", export, err)
+	}
+	return changed, nil
+}
+
 // Attr returns the persisted attributes of ino: ErrNotFound when there
 // are none, ErrCorrupt when the record fails its check.
 func (db *DB) Attr(ino uint64) (AttrRecord, error) {

@@ -525,3 +525,20 @@ func FuzzDecodeFresh(f *testing.F) {
 		check(err, func() []byte { return encodeListingHeader(s, n) })
 	})
 }
+
+func TestSetConsistency(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "meta.db"))
+	defer db.Close()
+	for i, c := range []struct {
+		mode    string
+		changed bool
+	}{{"immutable", false}, {"immutable", false}, {"ttl:2s", true}, {"ttl:2s", false}, {"immutable", true}} {
+		changed, err := db.SetConsistency(3, c.mode)
+		if err != nil || changed != c.changed {
+			t.Fatalf("step %d: SetConsistency(%q) = %v, %v; want %v", i, c.mode, changed, err, c.changed)
+		}
+	}
+	if changed, err := db.SetConsistency(4, "strict"); err != nil || changed {
+		t.Fatalf("other export: %v, %v", changed, err)
+	}
+}

@@ -34,6 +34,7 @@ const (
 	kindLookup    recordKind = 11
 	kindListing   recordKind = 12
 	kindListed    recordKind = 13
+	kindMode      recordKind = 14
 )
 
 const recordVersion = 1
