@@ -162,10 +162,13 @@ func (h *freshHarness) restart(t testing.TB) {
 }
 
 // crashRestart restarts from a copy of the meta database taken while it
-// was open (after the queue was written), as kill -9 would leave it.
-func (h *freshHarness) crashRestart(t testing.TB) {
+// was open, as kill -9 would leave it: after the queue was written
+// (flushed) or with whatever was queued lost.
+func (h *freshHarness) crashRestart(t testing.TB, flushed bool) {
 	t.Helper()
-	h.fs.FlushFresh()
+	if flushed {
+		h.fs.FlushFresh()
+	}
 	raw, err := os.ReadFile(h.dbPath)
 	if err != nil {
 		t.Fatal(err)
@@ -277,7 +280,7 @@ func TestPersistedBigListing(t *testing.T) {
 	if in, err := h.db.ByFileID(big.Export, 1<<40+123); err != nil || in.Name != "f000123" || in.Parent != big.Ino {
 		t.Fatalf("inode of f000123: %+v %v", in, err)
 	}
-	h.crashRestart(t)
+	h.crashRestart(t, true)
 	if c := h.calls(func() { check("listing after crash", h.list(t, big)) }); c == 0 {
 		t.Fatal("listing after a crash did not ask the origin")
 	}
@@ -357,12 +360,14 @@ func TestPersistedInvalidatedByChange(t *testing.T) {
 	if id, _, _, err := h.fs.Lookup(t.Context(), rootCred, h.root, "x"); err != nil || id != x {
 		t.Fatalf("lookup after create and restart = %v, %v; want %v", id, err, x)
 	}
-	// The same with a crash right after the change: the persisted
-	// listing (without y) must not come back.
+	// The same with a crash right after the change, before anything of
+	// the new generation reached meta: the persisted listing (without y)
+	// must not come back.
+	h.fs.FlushFresh()
 	if _, _, _, err := h.fs.Create(t.Context(), rootCred, h.root, "y", cachefs.CreateArgs{Mode: cachefs.CreateGuarded, Attr: cachefs.SetAttr{Mode: mode(0o644)}}); err != nil {
 		t.Fatal(err)
 	}
-	h.crashRestart(t)
+	h.crashRestart(t, false)
 	if got := h.list(t, h.root); len(got) != 5 || got[4] != "y" {
 		t.Fatalf("listing after create and crash %v", got)
 	}
@@ -536,4 +541,71 @@ func TestPersistedModeChangeRetires(t *testing.T) {
 	if c := h.calls(touch); c != 0 {
 		t.Fatalf("same mode after a restart: %d origin calls", c)
 	}
+}
+
+// TestPersistedNoStaleAfterConcurrentCreates creates names while other
+// goroutines look them up, list the directory and write to meta, then
+// restarts (cleanly, then after a crash): every created name must be
+// found and listed. A negative answer that raced with a create and reached
+// meta must never come back.
+func TestPersistedNoStaleAfterConcurrentCreates(t *testing.T) {
+	h := newFreshHarness(t, cachefs.Consistency{Mode: cachefs.ConsistencyImmutable})
+	const n = 60
+	name := func(i int) string { return fmt.Sprintf("c%03d", i) }
+	ctx := t.Context()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				_, _, _, err := h.fs.Lookup(ctx, rootCred, h.root, name((i*7+w)%n))
+				if err != nil && !errors.Is(err, cachefs.ErrNotExist) {
+					t.Error(err)
+					return
+				}
+				if _, err := h.fs.ReadDir(ctx, rootCred, h.root, 0, 0, func(cachefs.DirEntry) bool { return true }); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+				h.fs.FlushFresh()
+			}
+		}
+	})
+	for i := range n {
+		if _, _, _, err := h.fs.Create(ctx, rootCred, h.root, name(i), cachefs.CreateArgs{Mode: cachefs.CreateGuarded, Attr: cachefs.SetAttr{Mode: mode(0o644)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	wg.Wait()
+	check := func(when string) {
+		t.Helper()
+		for i := range n {
+			if _, _, _, err := h.fs.Lookup(ctx, rootCred, h.root, name(i)); err != nil {
+				t.Fatalf("%s: lookup %s: %v", when, name(i), err)
+			}
+		}
+		if got := h.list(t, h.root); len(got) != n+2 {
+			t.Fatalf("%s: listed %d entries, want %d", when, len(got), n+2)
+		}
+	}
+	check("before restart")
+	h.restart(t)
+	check("after a clean restart")
+	h.crashRestart(t, true)
+	check("after a crash")
 }
