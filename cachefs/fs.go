@@ -87,7 +87,7 @@ func New(cfg Config, db *meta.DB, logger zerolog.Logger) (*FS, error) {
 		}
 	}
 	if cfg.PersistQueueEntries > 0 {
-		fs.persist = newPersister(db, logger, cfg.PersistQueueEntries, cfg.PersistFlushInterval, fs.retireAll)
+		fs.persist = newPersister(db, logger, cfg.PersistQueueEntries, cfg.PersistFlushInterval, fs.retireAll, fs.m)
 		fs.fresh.onDrop = fs.persistDrop
 	}
 	if err := fs.m.register(cfg.Registry, fs.Stats); err != nil {

@@ -16,7 +16,10 @@ type metrics struct {
 	originFetches, originNanos     atomic.Uint64
 	readAheadIssued, readAheadUsed atomic.Uint64
 	attrHits, attrMisses           atomic.Uint64
-	originLatency                  prometheus.Histogram
+	// persisted answers (attributes, lookups, listing entries) written to
+	// meta, dropped because the write queue was full, failed writes.
+	persistWritten, persistDropped, persistErrors atomic.Uint64
+	originLatency                                 prometheus.Histogram
 }
 
 func newMetrics() *metrics {
@@ -59,6 +62,9 @@ func (m *metrics) register(reg prometheus.Registerer, stats func() Stats) error 
 		counter("nascache_readahead_used_total", "Chunks fetched ahead that a READ then used.", &m.readAheadUsed),
 		counter("nascache_attr_cache_hits_total", "Attributes and lookups answered without the origin.", &m.attrHits),
 		counter("nascache_attr_cache_misses_total", "Attributes and lookups fetched from the origin.", &m.attrMisses),
+		counter("nascache_meta_cache_records_written_total", "Attributes, lookups and listing entries persisted to the meta database.", &m.persistWritten),
+		counter("nascache_meta_cache_records_dropped_total", "Origin answers not persisted because the meta write queue was full.", &m.persistDropped),
+		counter("nascache_meta_cache_write_errors_total", "Failed writes of cached answers to the meta database.", &m.persistErrors),
 		gauge("nascache_cache_bytes", "Bytes of chunks held in the cache (charged size).", func(s Stats) int64 { return s.CachedBytes }),
 		gauge("nascache_cache_capacity_bytes", "Capacity of the chunk cache.", func(s Stats) int64 { return s.CapacityBytes }),
 		gauge("nascache_cache_pinned_bytes", "Bytes of pinned chunks.", func(s Stats) int64 { return s.PinnedBytes }),

@@ -53,6 +53,7 @@ type persister struct {
 	flushInterval time.Duration
 	// onLost is called when a write holding must-keep records failed.
 	onLost func()
+	m      *metrics
 
 	commitMu sync.Mutex // held by whoever commits; see the lock order
 
@@ -72,9 +73,9 @@ type persister struct {
 	wg         sync.WaitGroup
 }
 
-func newPersister(db *meta.DB, log zerolog.Logger, maxQueued int, flushInterval time.Duration, onLost func()) *persister {
+func newPersister(db *meta.DB, log zerolog.Logger, maxQueued int, flushInterval time.Duration, onLost func(), m *metrics) *persister {
 	p := &persister{
-		db: db, log: log, maxQueued: maxQueued, flushInterval: flushInterval, onLost: onLost,
+		db: db, log: log, maxQueued: maxQueued, flushInterval: flushInterval, onLost: onLost, m: m,
 		full: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
 	p.resetLocked()
@@ -99,6 +100,7 @@ func (p *persister) admitLocked(n int, must bool) bool {
 	if p.queued+n > limit {
 		if !must {
 			p.dropped++
+			p.m.persistDropped.Add(1)
 		}
 		return false
 	}
@@ -255,12 +257,16 @@ func (p *persister) commit(attrs map[uint64]queuedAttr, lookups map[lookupKey]me
 		if len(b.Attrs)+len(b.DropAttrs)+len(b.Lookups) == 0 {
 			return
 		}
+		n := len(b.Attrs) + len(b.DropAttrs) + len(b.Lookups)
 		if _, err := p.db.WriteFresh(b); err != nil {
+			p.m.persistErrors.Add(1)
 			p.log.Error().Err(err).Msg("persist cached answers")
 			if must {
 				// meta may hold attributes a lost record superseded.
 				p.onLost()
 			}
+		} else {
+			p.m.persistWritten.Add(uint64(n))
 		}
 		b, must = meta.FreshBatch{}, false
 	}
@@ -288,7 +294,10 @@ func (p *persister) commit(attrs map[uint64]queuedAttr, lookups map[lookupKey]me
 			names = append(names, meta.ListedName{Name: e.Name, Ino: e.Node.Ino})
 		}
 		if _, err := p.db.WriteListing(dir, q.stamp, names); err != nil {
+			p.m.persistErrors.Add(1)
 			p.log.Warn().Err(err).Uint64("dir", dir).Msg("persist listing")
+		} else {
+			p.m.persistWritten.Add(uint64(len(names)) + 1)
 		}
 	}
 }

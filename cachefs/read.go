@@ -98,7 +98,11 @@ func (fs *FS) readAttr(ctx context.Context, cred Cred, n *node, off uint64) (bac
 	// A new stream: cached attributes only if they stay usable for at
 	// least the next TTL/2, so that the burst it starts ends before they
 	// are TTL old.
-	if e, ok := fs.fresh.attr(n.in.Ino); ok && fs.usable(n.ex, e.asked, e.gen) && now.Sub(e.asked) < c.TTL/2 {
+	e, ok := fs.fresh.attr(n.in.Ino)
+	if !ok {
+		e, ok = fs.loadAttr(n.ex, n.in.Ino) // persisted in meta (fresh.go)
+	}
+	if ok && !e.void && fs.usable(n.ex, e.asked, e.gen) && now.Sub(e.asked) < c.TTL/2 {
 		fs.m.attrHits.Add(1)
 		fs.data.streams.start(n.in.Ino, e.a, e.asked, now)
 		return e.a, nil
