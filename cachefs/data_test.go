@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -560,4 +561,53 @@ func TestDataCacheFetchVersionCheck(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDataCacheBufferReuseStress reads random ranges of several files from
+// many goroutines through a cache too small for them, so that chunks are
+// fetched, shared, served from their fetch buffers, evicted and fetched
+// again while those buffers are recycled: every byte must be the file's,
+// and each result is checked only after a delay (as a reply would be
+// written) and before it is released.
+func TestDataCacheBufferReuseStress(t *testing.T) {
+	h := newCacheHarness(t, cacheOpts{capacityChunks: 6, readAhead: 4})
+	const files, size = 4, 9*chunkBytes + 123
+	ids := make([]cachefs.NodeID, files)
+	want := make([][]byte, files)
+	for i := range files {
+		want[i] = pattern(size, byte(40+i))
+		name := fmt.Sprintf("f%d", i)
+		h.writeOrigin(t, name, want[i], epoch)
+		ids[i], _ = h.lookup(t, name)
+	}
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			seed := uint64(w*7919 + 1)
+			next := func(n uint64) uint64 { seed = seed*6364136223846793005 + 1442695040888963407; return (seed >> 33) % n }
+			for range 300 {
+				f := next(files)
+				off := next(size)
+				count := uint32(1 + next(2*chunkBytes))
+				if next(3) == 0 { // whole, aligned chunks: served from the fetch buffer
+					off = next(9) * chunkBytes
+					count = chunkBytes
+				}
+				res, err := h.fs.Read(t.Context(), rootCred, ids[f], off, count)
+				if err != nil {
+					t.Errorf("read f%d at %d: %v", f, off, err)
+					return
+				}
+				end := min(off+uint64(count), size)
+				runtime.Gosched()
+				if !bytes.Equal(res.Data, want[f][off:end]) {
+					t.Errorf("f%d at %d+%d: wrong bytes", f, off, count)
+				}
+				if res.Release != nil {
+					res.Release()
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -21,7 +21,7 @@ const maxHealDepth = 256
 // concurrent use.
 type FS struct {
 	// readBufs holds buffers of maxReadBytes for large READs (readBuf).
-	readBufs bufList
+	readBufs *bufList
 	db       *meta.DB
 	log      zerolog.Logger
 	exports  map[uint16]*export
@@ -63,6 +63,7 @@ func New(cfg Config, db *meta.DB, logger zerolog.Logger) (*FS, error) {
 	}
 	cfg.ensureDefaults()
 	fs := &FS{
+		readBufs: newBufList(maxReadBytes, readBufKept),
 		db:       db,
 		log:      logger,
 		exports:  make(map[uint16]*export, len(cfg.Exports)),

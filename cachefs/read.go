@@ -74,10 +74,15 @@ func (fs *FS) readOnce(ctx context.Context, cred Cred, id NodeID, off uint64, co
 		want = uint32(rest)
 	}
 	buf, release := fs.readBuf(want)
-	data, eof, err := fs.readData(ctx, cred, &n, a, off, buf)
+	data, eof, held, err := fs.readData(ctx, cred, &n, a, off, buf)
 	if err != nil {
 		release()
 		return ReadResult{}, err
+	}
+	if held != nil {
+		// The data is a fetched chunk's buffer, not buf.
+		release()
+		release = held
 	}
 	return ReadResult{Data: data, EOF: eof, Attr: n.ex.attr(n.in.Ino, a), Release: release}, nil
 }
@@ -134,16 +139,20 @@ func (fs *FS) readBuf(count uint32) ([]byte, func()) {
 // readBufKept bounds the idle READ buffers kept (of maxReadBytes each).
 const readBufKept = 64
 
-// bufList is a bounded free list of maxReadBytes buffers. Unlike a
+// bufList is a bounded free list of buffers of one size. Unlike a
 // sync.Pool it survives garbage collections: with a pool, every GC cycle
 // dropped the idle megabyte buffers and the next READs allocated (and
-// zeroed) them again, a quarter of the bytes allocated while serving warm
-// small files.
+// zeroed, and page-faulted in) them again, a quarter of the bytes
+// allocated while serving warm small files.
 type bufList struct {
-	mu   sync.Mutex // guards free
-	free [][]byte
+	size, keep int
+	mu         sync.Mutex // guards free
+	free       [][]byte
 }
 
+func newBufList(size, keep int) *bufList { return &bufList{size: size, keep: keep} }
+
+// get returns a buffer of len size.
 func (l *bufList) get() []byte {
 	l.mu.Lock()
 	if n := len(l.free); n > 0 {
@@ -154,38 +163,42 @@ func (l *bufList) get() []byte {
 		return b
 	}
 	l.mu.Unlock()
-	return make([]byte, maxReadBytes)
+	return make([]byte, l.size)
 }
 
+// put gives back a buffer that get returned (any length of it).
 func (l *bufList) put(b []byte) {
+	if cap(b) != l.size {
+		return // not one of ours
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.free) < readBufKept {
-		l.free = append(l.free, b[:cap(b)])
+	if len(l.free) < l.keep {
+		l.free = append(l.free, b[:l.size])
 	}
 }
 
 // readData fills buf with file data of n at off (len(buf) was clipped by
-// the caller to the size in a, the attributes validated for this READ).
-func (fs *FS) readData(ctx context.Context, cred Cred, n *node, a backend.Attr, off uint64, buf []byte) ([]byte, bool, error) {
+// the caller to the size in a, the attributes validated for this READ), or
+// returns a fetched chunk's bytes instead, with held to give them back.
+func (fs *FS) readData(ctx context.Context, cred Cred, n *node, a backend.Attr, off uint64, buf []byte) (data []byte, eof bool, held func(), err error) {
 	if fs.data != nil {
-		data, err := fs.data.read(ctx, fs, cred, n, a, off, buf)
+		data, held, err := fs.data.read(ctx, fs, cred, n, a, off, buf)
 		if err != nil {
-			return nil, false, err
+			return nil, false, nil, err
 		}
 		end := off + uint64(len(data))
 		fs.data.readAhead(fs, cred, *n, a, off, end)
-		return data, end >= a.SizeBytes, nil
+		return data, end >= a.SizeBytes, held, nil
 	}
 	var k int
-	var eof bool
-	err := fs.call(ctx, cred, []*node{n}, func(hs []backend.Handle) error {
+	err = fs.call(ctx, cred, []*node{n}, func(hs []backend.Handle) error {
 		var err error
 		k, eof, err = n.ex.origin.Read(ctx, cred, hs[0], buf, off)
 		return err
 	})
 	if err != nil {
-		return nil, false, err
+		return nil, false, nil, err
 	}
-	return buf[:k], eof, nil
+	return buf[:k], eof, nil, nil
 }

@@ -254,12 +254,14 @@ func (w *warmer) file(n node, a backend.Attr) {
 			if w.ctx.Err() != nil {
 				return
 			}
-			if _, err := d.fetch(w.ctx, w.fs, warmCred, n, a, key); err != nil {
+			_, release, err := d.fetch(w.ctx, w.fs, warmCred, n, a, key)
+			if err != nil {
 				if w.ctx.Err() == nil && !failed.Swap(true) {
 					w.fs.log.Warn().Err(err).Uint64("ino", n.in.Ino).Msg("warm: fetch chunk")
 				}
 				return
 			}
+			release()
 			w.bytesDone.Add(clen)
 		})
 	}
