@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -393,5 +395,36 @@ func TestReadBufferDeadline(t *testing.T) {
 	}
 	if _, err := b.Read(make([]byte, 4)); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read past the deadline: %v", err)
+	}
+}
+
+// Writing to a peer that has gone fails with an error and raises no
+// SIGPIPE (an application may have asked to be notified of those).
+func TestSockWriteToGonePeerRaisesNoSIGPIPE(t *testing.T) {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGPIPE, syscall.SIGALRM)
+	defer signal.Stop(sigs)
+	s, peer := tcpPair(t)
+	if err := peer.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	// The first writes may still go out; the peer's reset ends them.
+	for range 100 {
+		bufs := net.Buffers{make([]byte, 64<<10)}
+		if err = s.writev(&bufs, time.Time{}); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("write to a closed peer: %v", err)
+	}
+	// The runtime hands pending signals over lowest number first, so a
+	// SIGPIPE (13) raised by the writes comes before this SIGALRM (14).
+	if err := syscall.Kill(os.Getpid(), syscall.SIGALRM); err != nil {
+		t.Fatal(err)
+	}
+	if sig := <-sigs; sig != syscall.SIGALRM {
+		t.Errorf("write raised %v", sig)
 	}
 }

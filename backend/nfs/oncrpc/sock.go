@@ -16,8 +16,8 @@ import (
 // poller (detach): the connection's reader waits for replies in poll(2)
 // itself (see readBuffer), and a socket left in the runtime's epoll set
 // would also wake an idle runtime thread for every segment that arrives,
-// for nothing. Writes are writev(2), waiting in poll(2) only when the
-// socket's send buffer is full.
+// for nothing. Writes gather their buffers in one sendmsg(2), waiting in
+// poll(2) only when the socket's send buffer is full.
 //
 // The descriptor is reference-counted like the net package's own: Close
 // shuts the socket down at once, which wakes whoever waits in poll(2) on
@@ -139,7 +139,8 @@ func (s *sock) rawIO(f func(fd uintptr) bool, events int16) error {
 	return nil
 }
 
-// writev writes all of bufs (consuming the slice), waiting while the
+// writev writes all of bufs (consuming the slice) with as few sendmsg(2)
+// calls as the socket takes, waiting while the
 // send buffer is full until deadline (zero: no bound), past which it
 // fails with an error matching os.ErrDeadlineExceeded.
 func (s *sock) writev(bufs *net.Buffers, deadline time.Time) error {
@@ -153,7 +154,9 @@ func (s *sock) writev(bufs *net.Buffers, deadline time.Time) error {
 		if len(iov) > maxIovecs {
 			iov = iov[:maxIovecs]
 		}
-		n, err := unix.Writev(fd, iov)
+		// sendmsg rather than writev for MSG_NOSIGNAL: a peer that has
+		// gone must not raise SIGPIPE (an application may Notify it).
+		n, err := unix.SendmsgBuffers(fd, iov, nil, nil, unix.MSG_NOSIGNAL)
 		switch {
 		case errors.Is(err, syscall.EINTR):
 			continue
@@ -163,14 +166,14 @@ func (s *sock) writev(bufs *net.Buffers, deadline time.Time) error {
 			}
 			continue
 		case err != nil:
-			return os.NewSyscallError("writev", err)
+			return os.NewSyscallError("sendmsg", err)
 		}
 		consume(bufs, n)
 	}
 	return nil
 }
 
-// maxIovecs is the most buffers one writev(2) takes (IOV_MAX).
+// maxIovecs is the most buffers one sendmsg(2) takes (IOV_MAX).
 const maxIovecs = 1024
 
 // consume drops the first n bytes of *bufs.
