@@ -331,7 +331,9 @@ func TestUnstableDataResentAfterVerifierChange(t *testing.T) {
 	for _, reboot := range []bool{false, true} {
 		t.Run("reboot="+strconv.FormatBool(reboot), func(t *testing.T) {
 			s := newFakeNAS(t)
+			s.mu.Lock()
 			s.maxWrite = 1000 // every WRITE is short
+			s.mu.Unlock()
 			o := newFakeOrigin(t, s, Options{})
 			ctx := t.Context()
 			fh := []byte("FILE")
@@ -378,7 +380,9 @@ func TestUnstableLimitFallsBackToFileSync(t *testing.T) {
 
 func TestReadSplitAcrossRtmax(t *testing.T) {
 	s := newFakeNAS(t)
+	s.mu.Lock()
 	s.data = pattern(10000)
+	s.mu.Unlock()
 	o := newFakeOrigin(t, s, Options{})
 	buf := make([]byte, 3*fakeIOMax+5)
 	n, eof, err := o.Read(t.Context(), rootCredForTest, []byte("FILE"), buf, 3)
@@ -421,7 +425,9 @@ func isRetryable(err error) bool { return backend.IsRetryable(err) }
 
 func TestLostConnectionRetriedOnlyWhenIdempotent(t *testing.T) {
 	s := newFakeNAS(t)
+	s.mu.Lock()
 	s.data = pattern(5000)
+	s.mu.Unlock()
 	o := newFakeOrigin(t, s, Options{RetryBackoffMin: 1, RetryBackoffMax: 2})
 	s.mu.Lock()
 	s.drop[procRead] = 1

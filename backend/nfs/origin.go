@@ -51,11 +51,12 @@ func (o *Origin) call(ctx context.Context, op string, proc uint32, cred backend.
 // it fills.
 func (o *Origin) callOn(ctx context.Context, s *session, op string, proc uint32, cred backend.Cred, idempotent bool,
 	args func(*oncrpc.Encoder), payload []byte, reply func(*oncrpc.Decoder) error) error {
-	ctx, cancel := context.WithTimeout(ctx, o.opts.CallTimeout)
-	defer cancel()
+	// The call's deadline, not a context.WithTimeout: oncrpc enforces
+	// it with one timer per connection instead of one per call.
+	callEnd := time.Now().Add(o.opts.CallTimeout)
 	req := &oncrpc.Request{
 		Prog: nfsv3.NFS_PROGRAM_PROGRAM_NUMBER, Vers: 3, Proc: proc, Auth: authOf(cred),
-		Args: args, Payload: payload, Reply: reply,
+		Args: args, Payload: payload, Reply: reply, Deadline: callEnd,
 	}
 	var deadline time.Time
 	delay := o.opts.RetryBackoffMin
@@ -67,13 +68,16 @@ func (o *Origin) callOn(ctx context.Context, s *session, op string, proc uint32,
 		var se *StatusError
 		jukebox := errors.As(err, &se) && se.Status == nfsv3.NFS3ERR_JUKEBOX
 		lost := idempotent && errors.Is(err, oncrpc.ErrConnLost)
-		notSent := errors.Is(err, oncrpc.ErrNoConnection) && ctx.Err() == nil
+		notSent := errors.Is(err, oncrpc.ErrNoConnection) && ctx.Err() == nil && time.Now().Before(callEnd)
 		if !jukebox && !lost && !notSent {
 			return wrap(op, err)
 		}
 		now := time.Now()
 		if deadline.IsZero() {
 			deadline = now.Add(o.opts.RetryFor)
+			if callEnd.Before(deadline) {
+				deadline = callEnd
+			}
 		}
 		wait := delay/2 + rand.N(delay/2+1)
 		if now.Add(wait).After(deadline) {

@@ -33,6 +33,11 @@ type Request struct {
 	Auth *AuthSys
 	// Args encodes the procedure's arguments; nil encodes none.
 	Args func(e *Encoder)
+	// Deadline, if not zero, ends the call with an error matching
+	// context.DeadlineExceeded when it passes, as a ctx with that
+	// deadline would, but without a timer per call: the connection's
+	// watchdog keeps one timer for all its calls.
+	Deadline time.Time
 	// Payload is sent after what Args encoded, followed by its XDR
 	// padding, without being copied (writev). Args must already have
 	// encoded its length. Payload must not change until Call returns.
@@ -49,9 +54,15 @@ type Request struct {
 // Client makes ONC RPC v2 calls to one server address over a small pool
 // of TCP connections, many calls outstanding on each. See the package doc.
 type Client struct {
-	cfg     Config
-	xid     atomic.Uint32
-	encPool sync.Pool // *Encoder, reset before Put
+	cfg      Config
+	xid      atomic.Uint32
+	encPool  sync.Pool // *Encoder, reset before Put
+	callPool sync.Pool // *call, with an empty done channel
+
+	// ready is the connections in stateReady, as a snapshot replaced
+	// (under mu) whenever a slot changes state, so that a call picks a
+	// connection without taking mu.
+	ready atomic.Pointer[[]*conn]
 
 	ctx    context.Context // cancelled by Close: stops dials and backoff waits
 	cancel context.CancelFunc
@@ -90,8 +101,10 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{cfg: cfg, ctx: ctx, cancel: cancel, changed: make(chan struct{})}
 	c.xid.Store(rand.Uint32())
 	for range cfg.Conns {
-		s := &slot{state: stateConnecting}
-		c.slots = append(c.slots, s)
+		c.slots = append(c.slots, &slot{state: stateConnecting})
+	}
+	// Start the slots only once the list is complete: they read it.
+	for _, s := range c.slots {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
@@ -111,6 +124,7 @@ func (c *Client) Close() error {
 	}
 	c.closed = true
 	c.cancel()
+	c.ready.Store(nil)
 	var conns []*conn
 	for _, s := range c.slots {
 		if s.conn != nil {
@@ -126,9 +140,20 @@ func (c *Client) Close() error {
 	return nil
 }
 
+// notifyLocked wakes whoever waits for a slot to change state and
+// refreshes the snapshot of ready connections.
 func (c *Client) notifyLocked() {
 	close(c.changed)
 	c.changed = make(chan struct{})
+	var ready []*conn
+	if !c.closed {
+		for _, s := range c.slots {
+			if s.state == stateReady {
+				ready = append(ready, s.conn)
+			}
+		}
+	}
+	c.ready.Store(&ready)
 }
 
 func (c *Client) setState(s *slot, st slotState, cn *conn, err error) {
@@ -161,6 +186,10 @@ func (c *Client) run(s *slot) {
 		}
 		c.setState(s, stateConnecting, nil, nil)
 		nc, err := c.dial()
+		var cn *conn
+		if err == nil {
+			cn, err = newConn(c, nc)
+		}
 		if err != nil {
 			if c.ctx.Err() != nil {
 				c.setState(s, stateDown, nil, ErrClosed)
@@ -173,7 +202,6 @@ func (c *Client) run(s *slot) {
 			c.setState(s, stateDown, nil, err)
 			continue
 		}
-		cn := newConn(c, nc)
 		// Publish cn under the lock Close takes, so that Close either
 		// sees it (and fails it) or cn sees closed.
 		c.mu.Lock()
@@ -189,7 +217,7 @@ func (c *Client) run(s *slot) {
 		if failures > 0 {
 			log.Info().Int("failures", failures).Msg("rpc connection re-established")
 		}
-		cn.readLoop()
+		cn.serve()
 		// Every call in flight on cn has been failed by now.
 		if cn.replied.Load() {
 			failures = 0
@@ -258,8 +286,18 @@ func dialPrivileged(ctx context.Context, addr string) (net.Conn, error) {
 }
 
 // pick returns the ready connection with the fewest calls outstanding,
-// waiting while a connection attempt is under way.
-func (c *Client) pick(ctx context.Context) (*conn, error) {
+// waiting (until ctx is done or deadline, unless zero, passes) while a
+// connection attempt is under way.
+func (c *Client) pick(ctx context.Context, deadline time.Time) (*conn, error) {
+	if ready := c.ready.Load(); ready != nil && len(*ready) > 0 {
+		best := (*ready)[0]
+		for _, cn := range (*ready)[1:] {
+			if cn.outstanding.Load() < best.outstanding.Load() {
+				best = cn
+			}
+		}
+		return best, nil
+	}
 	for {
 		c.mu.Lock()
 		if c.closed {
@@ -293,6 +331,13 @@ func (c *Client) pick(ctx context.Context) (*conn, error) {
 		}
 		ch := c.changed
 		c.mu.Unlock()
+		if !deadline.IsZero() {
+			// Rare (no connection up): a timer is fine here.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, deadline)
+			defer cancel()
+			deadline = time.Time{}
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -347,7 +392,10 @@ func (c *Client) Call(ctx context.Context, req *Request) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	cn, err := c.pick(ctx)
+	if !req.Deadline.IsZero() && !time.Now().Before(req.Deadline) {
+		return context.DeadlineExceeded
+	}
+	cn, err := c.pick(ctx, req.Deadline)
 	if err != nil {
 		return err
 	}
@@ -359,6 +407,19 @@ func (c *Client) getEncoder() *Encoder {
 		return e
 	}
 	return &Encoder{buf: make([]byte, 0, 512)}
+}
+
+func (c *Client) getCall() *call {
+	if cl, ok := c.callPool.Get().(*call); ok {
+		return cl
+	}
+	return &call{done: make(chan error, 1)}
+}
+
+// putCall recycles cl; see call for when that is allowed.
+func (c *Client) putCall(cl *call) {
+	cl.req, cl.enc = nil, nil
+	c.callPool.Put(cl)
 }
 
 func (c *Client) putEncoder(e *Encoder) {

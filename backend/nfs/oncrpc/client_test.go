@@ -195,7 +195,8 @@ func checkNoClientGoroutines(t *testing.T) {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "oncrpc.(*Client).run") || strings.Contains(g, "oncrpc.(*conn).readLoop") {
+		if strings.Contains(g, "oncrpc.(*Client).run") || strings.Contains(g, "oncrpc.(*conn).readLoop") ||
+			strings.Contains(g, "oncrpc.(*conn).watch") {
 			t.Errorf("goroutine left after Close:\n%s", g)
 		}
 	}

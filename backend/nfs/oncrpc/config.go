@@ -36,17 +36,20 @@ type Config struct {
 	// after a working connection broke is made at once.
 	BackoffMin time.Duration
 	BackoffMax time.Duration
-	// StallTimeout bounds how long writing one request, or reading the
-	// rest of a reply once its first bytes came, may make no progress
-	// before the connection is declared broken. Waiting for a reply to
-	// start is bounded only by each call's ctx.
+	// StallTimeout bounds writing a batch of requests (at most about
+	// 1 MiB, plus one request), and reading the rest of a reply once its
+	// first bytes came, before the connection is declared broken.
+	// Waiting for a reply to start is bounded only by each call's ctx,
+	// Request.Deadline and SilentTimeout.
 	StallTimeout time.Duration
 	// SilentTimeout declares a connection dead when a call has waited
 	// this long and nothing at all has come from the server since the
 	// call was sent (a server that vanished without closing the
 	// connection); the connection is then re-made. 0 disables it.
 	SilentTimeout time.Duration
-	// ReadBufferBytes is the size of each connection's read buffer.
+	// ReadBufferBytes is the size of each connection's read buffer:
+	// what one read takes in while small items (a READDIRPLUS page's
+	// entries) are being decoded. Large opaque data (READ) bypasses it.
 	ReadBufferBytes int
 	// Dial, if set, replaces TCP dialing (tests use it).
 	Dial DialFunc

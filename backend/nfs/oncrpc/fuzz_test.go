@@ -1,7 +1,6 @@
 package oncrpc
 
 import (
-	"bufio"
 	"bytes"
 	"testing"
 
@@ -21,7 +20,7 @@ func FuzzReadReply(f *testing.F) {
 	f.Add(append(u32(3), replyMsg(3, res.buf)...))
 	f.Add([]byte{0x80, 0, 0, 4, 0, 0, 0, 1})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		rr := &recordReader{br: bufio.NewReader(bytes.NewReader(b)), maxBytes: 1 << 16}
+		rr := &recordReader{br: newReadBuffer(bytes.NewReader(b), nil, 4096), maxBytes: 1 << 16}
 		if rr.begin() != nil {
 			return
 		}

@@ -1,7 +1,6 @@
 package oncrpc
 
 import (
-	"bufio"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -26,7 +25,7 @@ const (
 // record over the size limit) sticks in err: after it the stream can no
 // longer be trusted and the connection must be dropped.
 type recordReader struct {
-	br       *bufio.Reader
+	br       *readBuffer
 	maxBytes int64
 	left     int64 // bytes left in the current fragment
 	last     bool  // the current fragment is the record's last
@@ -59,7 +58,7 @@ func (rr *recordReader) nextFragment() error {
 }
 
 // Read reads record body bytes; io.EOF marks the end of the record. A
-// large p is filled straight from the connection by bufio.Reader, without
+// large p is filled straight from the connection by readBuffer, without
 // passing through its buffer.
 func (rr *recordReader) Read(p []byte) (int, error) {
 	if rr.err != nil {
@@ -76,7 +75,7 @@ func (rr *recordReader) Read(p []byte) (int, error) {
 	if int64(len(p)) > rr.left {
 		p = p[:rr.left]
 	}
-	n, err := rr.br.Read(p)
+	n, err := rr.br.ReadExpect(p, int(min(rr.left, 1<<30)))
 	rr.left -= int64(n)
 	if err != nil {
 		if err == io.EOF {

@@ -198,6 +198,25 @@ func (d *Decoder) OpaqueInto(p []byte) int {
 	return int(n)
 }
 
+// skipOpaque skips variable-length opaque data of at most maxBytes and
+// its padding.
+func (d *Decoder) skipOpaque(maxBytes uint32) {
+	n := d.Uint32()
+	if d.err != nil {
+		return
+	}
+	if n > maxBytes {
+		d.Fail(fmt.Errorf("%w: opaque of %d bytes exceeds %d", ErrGarbageReply, n, maxBytes))
+		return
+	}
+	left := int(n+3) &^ 3
+	for left > 0 && d.err == nil {
+		k := min(left, len(d.scratch))
+		d.full(d.scratch[:k])
+		left -= k
+	}
+}
+
 // String reads a string of at most maxBytes (any bytes, not only ASCII).
 func (d *Decoder) String(maxBytes uint32) string {
 	return string(d.Opaque(maxBytes))
