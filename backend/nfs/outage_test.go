@@ -88,7 +88,9 @@ func TestOpenBeforeServerUp(t *testing.T) {
 // patient the caller's ctx is.
 func TestStalledServerYieldsUnavailable(t *testing.T) {
 	s := newFakeNAS(t)
-	o := newFakeOrigin(t, s, Options{CallTimeout: 50_000_000}) // 50ms
+	// The bound also covers the mount in newFakeOrigin: generous enough for
+	// a loaded machine, short enough for a test.
+	o := newFakeOrigin(t, s, Options{CallTimeout: time.Second})
 	s.mu.Lock()
 	s.stall[procGetattr] = true
 	s.mu.Unlock()
